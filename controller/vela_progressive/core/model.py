@@ -1,0 +1,221 @@
+"""Typed view of a validated ``progressive-rollout`` strategy and of a release plan.
+
+Everything here is immutable data. ``Strategy.from_properties`` expects properties that
+already passed :func:`vela_progressive.core.validation.validate_properties` (defaults applied).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+API_GROUP = "rollout.vela-progressive.io"
+API_VERSION = "v1alpha1"
+KIND = "ProgressiveRollout"
+PLURAL = "progressiverollouts"
+SHORT_NAME = "vpr"
+TRAIT_TYPE = "progressive-rollout"
+ADDON_NAME = "vela-progressive"
+
+#: Label the trait puts on the workload; the hold webhook's objectSelector.
+HOLD_LABEL = f"{API_GROUP}/hold"
+#: Prefix of every annotation this project writes.
+ANNOTATION_PREFIX = API_GROUP
+
+
+class ReleaseMode(str, Enum):
+    CANARY = "canary"
+    BATCH = "batch"
+
+
+class WaitKind(str, Enum):
+    NONE = "none"
+    DURATION = "duration"
+    APPROVAL = "approval"
+
+
+@dataclass(frozen=True)
+class HeaderMatch:
+    name: str
+    value: str
+    type: str = "Exact"
+
+
+@dataclass(frozen=True)
+class CookieMatch:
+    name: str
+    value: str = "always"
+
+
+@dataclass(frozen=True)
+class PathMatch:
+    value: str
+    type: str = "PathPrefix"
+
+
+@dataclass(frozen=True)
+class Match:
+    headers: tuple[HeaderMatch, ...] = ()
+    cookies: tuple[CookieMatch, ...] = ()
+    query_params: tuple[HeaderMatch, ...] = ()
+    path: PathMatch | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Match:
+        path = raw.get("path")
+        return cls(
+            headers=tuple(HeaderMatch(**h) for h in raw.get("headers", [])),
+            cookies=tuple(CookieMatch(**c) for c in raw.get("cookies", [])),
+            query_params=tuple(HeaderMatch(**q) for q in raw.get("queryParams", [])),
+            path=PathMatch(**path) if path else None,
+        )
+
+    def features(self) -> frozenset[str]:
+        """The capability names this match needs from a traffic provider."""
+        needed = set()
+        if self.headers:
+            needed.add("header")
+        if self.cookies:
+            needed.add("cookie")
+        if self.query_params:
+            needed.add("query")
+        if self.path is not None:
+            needed.add("path")
+        return frozenset(needed)
+
+
+@dataclass(frozen=True)
+class Step:
+    weight: int | None = None
+    replicas: int | str | None = None
+    duration: int | None = None
+    matches: tuple[Match, ...] = ()
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Step:
+        return cls(
+            weight=raw.get("weight"),
+            replicas=raw.get("replicas"),
+            duration=raw.get("duration"),
+            matches=tuple(Match.from_dict(m) for m in raw.get("matches", [])),
+        )
+
+
+@dataclass(frozen=True)
+class TrafficRouting:
+    type: str
+    service: str
+    grace_period_seconds: int = 5
+    ingress_name: str | None = None
+    ingress_class: str = "nginx"
+    gateway_httproute_name: str | None = None
+    virtual_service_name: str | None = None
+    destination_rule_name: str | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], component: str) -> TrafficRouting:
+        """Resolve defaults that depend on the component name (as the trait's CUE does).
+
+        ``aliyun-alb`` is the kruise-rollout spelling of an Ingress with class ``aliyun-alb``.
+        """
+        kind = raw.get("type", "ingress")
+        ingress_class = raw.get("ingressClass", "nginx")
+        if kind == "aliyun-alb":
+            kind, ingress_class = "ingress", "aliyun-alb"
+        return cls(
+            type=kind,
+            service=raw.get("service", component),
+            grace_period_seconds=raw.get("gracePeriodSeconds", 5),
+            ingress_name=raw.get("ingressName", component) if kind == "ingress" else None,
+            ingress_class=ingress_class,
+            gateway_httproute_name=(
+                raw.get("gatewayHTTPRouteName", component) if kind == "gateway" else None
+            ),
+            virtual_service_name=(
+                raw.get("virtualServiceName", component) if kind == "istio" else None
+            ),
+            destination_rule_name=raw.get("destinationRuleName") if kind == "istio" else None,
+        )
+
+    @property
+    def object_name(self) -> str:
+        """Name of the routing object this entry changes."""
+        name = self.ingress_name or self.gateway_httproute_name or self.virtual_service_name
+        assert name is not None, "a resolved routing always names its object"
+        return name
+
+
+@dataclass(frozen=True)
+class Strategy:
+    steps: tuple[Step, ...]
+    routings: tuple[TrafficRouting, ...] = ()
+    auto: bool = False
+    release_mode: ReleaseMode | None = None
+    step_partition: int | None = None
+    failure_threshold: int | str | None = None
+    progress_deadline_seconds: int = 600
+    disable_canary_service: bool = False
+    workload_type: tuple[str, str] | None = None
+
+    @classmethod
+    def from_properties(cls, props: dict[str, Any], component: str) -> Strategy:
+        canary = props["canary"]
+        wt = props.get("workloadType")
+        mode = props.get("releaseMode")
+        return cls(
+            steps=tuple(Step.from_dict(s) for s in canary["steps"]),
+            routings=tuple(
+                TrafficRouting.from_dict(r, component) for r in canary.get("trafficRoutings", [])
+            ),
+            auto=props.get("auto", False),
+            release_mode=ReleaseMode(mode) if mode else None,
+            step_partition=props.get("stepPartition"),
+            failure_threshold=props.get("failureThreshold"),
+            progress_deadline_seconds=props.get("progressDeadlineSeconds", 600),
+            disable_canary_service=canary.get("disableGenerateCanaryService", False),
+            workload_type=(wt["apiVersion"], wt["kind"]) if wt else None,
+        )
+
+    def mode_for(self, kind: str) -> ReleaseMode:
+        """The effective release mode: canary style exists for Deployments only."""
+        if self.release_mode is not None:
+            return self.release_mode
+        return ReleaseMode.CANARY if kind == "Deployment" else ReleaseMode.BATCH
+
+
+@dataclass(frozen=True)
+class Wait:
+    kind: WaitKind
+    seconds: int = 0
+
+    def describe(self) -> str:
+        if self.kind is WaitKind.APPROVAL:
+            return "approval"
+        if self.kind is WaitKind.DURATION:
+            return f"{self.seconds}s"
+        return "-"
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One step of a release, in pods of the workload's current size."""
+
+    index: int  # 1-based
+    new_pods: int
+    old_pods: int
+    weight: int | None
+    matches: tuple[Match, ...]
+    wait: Wait
+    #: StatefulSet-like partition (pods with ordinal >= partition run the new revision).
+    partition: int | None = None
+    #: Replicas of the extra <name>-canary Deployment (canary style).
+    canary_replicas: int | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    kind: str
+    replicas: int
+    mode: ReleaseMode
+    steps: tuple[PlannedStep, ...] = field(default_factory=tuple)
