@@ -1,0 +1,48 @@
+# vela-progressive: progressive delivery for KubeVela Applications.
+# `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY ?= .venv/bin/python
+VENV_STAMP := .venv/.installed-$(shell cat requirements.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
+
+.PHONY: help
+help: ## Show the targets
+	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV_STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || python3.11 -m venv .venv || python3 -m venv .venv
+	@.venv/bin/pip install -q uv
+	@.venv/bin/uv pip install -q --python $(PY) -r requirements.lock
+	@.venv/bin/uv pip install -q --python $(PY) --no-deps -e .
+	@rm -f .venv/.installed-*; touch $@
+
+.PHONY: venv
+venv: $(VENV_STAMP) ## Create .venv with the pinned dependencies (requirements.lock)
+
+.PHONY: lock
+lock: ## Re-resolve requirements.lock from pyproject.toml
+	.venv/bin/uv pip compile --python $(PY) pyproject.toml --extra dev -o requirements.lock
+
+.PHONY: lint
+lint: venv ## ruff, mypy --strict and the import-linter layer contracts
+	.venv/bin/ruff check controller tests hack
+	.venv/bin/ruff format --check controller tests hack
+	.venv/bin/mypy
+	.venv/bin/lint-imports
+
+.PHONY: fmt
+fmt: venv ## Format and auto-fix
+	.venv/bin/ruff format controller tests hack
+	.venv/bin/ruff check --fix controller tests hack
+
+.PHONY: build-binaries
+build-binaries: ## Build (or reuse) the test world's binaries from Go modules
+	bash hack/cluster/build.sh
+
+.PHONY: cluster-up
+cluster-up: venv ## Start the test world (kube-apiserver, etcd, KCM, scheduler, kwok, KubeVela); prints export KUBECONFIG=...
+	@$(PY) hack/cluster/world.py up
+
+.PHONY: cluster-down
+cluster-down: venv ## Stop every process cluster-up started and remove its state
+	@$(PY) hack/cluster/world.py down

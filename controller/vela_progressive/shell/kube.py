@@ -1,0 +1,222 @@
+"""The only way this project talks to the API server: plain dicts in, plain dicts out.
+
+A thin async wrapper over ``kubernetes_asyncio``'s ApiClient (same aiohttp stack as Kopf): it
+maps (apiVersion, kind) to REST paths, speaks merge/strategic/JSON patch, and counts requests so
+benchmarks can report API calls per release.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from vela_progressive.core.model import API_GROUP, API_VERSION, KIND, PLURAL
+
+Obj = dict[str, Any]
+
+#: (apiVersion, kind) -> (plural, namespaced). Kinds outside this table are resolved by discovery.
+KNOWN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
+    ("v1", "Pod"): ("pods", True),
+    ("v1", "Service"): ("services", True),
+    ("v1", "Event"): ("events", True),
+    ("v1", "Namespace"): ("namespaces", False),
+    ("v1", "ConfigMap"): ("configmaps", True),
+    ("v1", "ServiceAccount"): ("serviceaccounts", True),
+    ("apps/v1", "Deployment"): ("deployments", True),
+    ("apps/v1", "ReplicaSet"): ("replicasets", True),
+    ("apps/v1", "StatefulSet"): ("statefulsets", True),
+    ("apps/v1", "DaemonSet"): ("daemonsets", True),
+    ("apps/v1", "ControllerRevision"): ("controllerrevisions", True),
+    ("discovery.k8s.io/v1", "EndpointSlice"): ("endpointslices", True),
+    ("networking.k8s.io/v1", "Ingress"): ("ingresses", True),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): ("httproutes", True),
+    ("networking.istio.io/v1", "VirtualService"): ("virtualservices", True),
+    ("networking.istio.io/v1", "DestinationRule"): ("destinationrules", True),
+    ("networking.istio.io/v1beta1", "VirtualService"): ("virtualservices", True),
+    ("networking.istio.io/v1beta1", "DestinationRule"): ("destinationrules", True),
+    ("apps.kruise.io/v1alpha1", "CloneSet"): ("clonesets", True),
+    ("core.oam.dev/v1beta1", "Application"): ("applications", True),
+    ("core.oam.dev/v1beta1", "ApplicationRevision"): ("applicationrevisions", True),
+    (f"{API_GROUP}/{API_VERSION}", KIND): (PLURAL, True),
+}
+
+PATCH_TYPES = {
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "json": "application/json-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+
+FIELD_MANAGER = "vela-progressive"
+
+
+class KubeError(Exception):
+    """An API call failed; ``status`` is the HTTP status (0 for transport errors)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+@dataclass
+class Kube:
+    api: client.ApiClient
+    requests: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | None = None) -> Kube:
+        """Connect with ``$KUBECONFIG`` (or ``kubeconfig``), else the in-cluster ServiceAccount."""
+        cfg = client.Configuration()
+        try:
+            await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        except config.ConfigException:
+            config.load_incluster_config(client_configuration=cfg)
+        return cls(client.ApiClient(configuration=cfg))
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    # ------------------------------------------------------------------ paths
+    async def _resource(self, api_version: str, kind: str) -> tuple[str, bool]:
+        known = KNOWN_KINDS.get((api_version, kind))
+        if known:
+            return known
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        listing = await self._call("GET", base)
+        for res in listing.get("resources", []):
+            if res.get("kind") == kind and "/" not in res["name"]:
+                found = (res["name"], bool(res.get("namespaced")))
+                KNOWN_KINDS[(api_version, kind)] = found
+                return found
+        raise KubeError(404, "NotFound", f"the server has no {kind} in {api_version}")
+
+    async def path(
+        self, api_version: str, kind: str, namespace: str | None, name: str | None = None
+    ) -> str:
+        plural, namespaced = await self._resource(api_version, kind)
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        if namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{plural}"
+        return f"{base}/{name}" if name else base
+
+    # ------------------------------------------------------------------ transport
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> Obj:
+        self.requests[method] += 1
+        try:
+            result = await self.api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                response_types_map={"200": "object", "201": "object", "202": "object"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+            )
+        except ApiException as exc:
+            reason, message = exc.reason or "", str(exc.body or "")
+            try:
+                status_body = json.loads(exc.body) if exc.body else {}
+                message = status_body.get("message", message)
+                reason = status_body.get("reason", reason)
+            except (TypeError, ValueError):
+                pass
+            raise KubeError(int(exc.status or 0), reason, message) from exc
+        return result if isinstance(result, dict) else {}
+
+    # ------------------------------------------------------------------ verbs
+    async def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> Obj | None:
+        """The object, or ``None`` when it does not exist."""
+        try:
+            return await self._call("GET", await self.path(api_version, kind, namespace, name))
+        except KubeError as exc:
+            if exc.not_found:
+                return None
+            raise
+
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[Obj]:
+        query = []
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        result = await self._call("GET", await self.path(api_version, kind, namespace), query=query)
+        items: list[Obj] = result.get("items", [])
+        return items
+
+    async def create(self, obj: Obj) -> Obj:
+        meta = obj["metadata"]
+        path = await self.path(obj["apiVersion"], obj["kind"], meta.get("namespace"))
+        return await self._call("POST", path, body=obj)
+
+    async def replace(self, obj: Obj) -> Obj:
+        meta = obj["metadata"]
+        path = await self.path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        return await self._call("PUT", path, body=obj)
+
+    async def patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        patch: Any,
+        *,
+        patch_type: str = "merge",
+        subresource: str | None = None,
+    ) -> Obj:
+        path = await self.path(api_version, kind, namespace, name)
+        if subresource:
+            path += f"/{subresource}"
+        query = [("fieldManager", FIELD_MANAGER)]
+        if patch_type == "apply":
+            query.append(("force", "true"))
+        return await self._call(
+            "PATCH", path, body=patch, query=query, content_type=PATCH_TYPES[patch_type]
+        )
+
+    async def delete(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> bool:
+        """Delete; ``False`` when it was already gone."""
+        try:
+            await self._call("DELETE", await self.path(api_version, kind, namespace, name))
+        except KubeError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return True
