@@ -1,0 +1,3 @@
+"""Shared pytest wiring: the real test-world cluster fixtures live in tests/support/cluster.py."""
+
+pytest_plugins = ["tests.support.cluster"]
