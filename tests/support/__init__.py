@@ -1,0 +1,1 @@
+"""Test support: the real-cluster pytest plugin and golden-file helpers."""
