@@ -52,7 +52,8 @@ PROVIDER_FEATURES: dict[str, frozenset[str]] = {
 #: Directory (relative to ``templates/``) holding one template per Ingress class.
 INGRESS_TEMPLATE_DIR = "traffic/ingress"
 
-_FEATURES_LINE = re.compile(r"^\{#-?\s*features:(?P<names>[^#]*)-?#\}")
+_HEADER_LINE = re.compile(r"\{#-?\s*(?P<key>[a-z-]+):(?P<words>[^#]*?)-?#\}")
+_CLASS_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
 
 class UnknownProviderError(ValueError):
@@ -89,30 +90,45 @@ def capabilities(routing: TrafficRouting, templates_root: str | None = None) -> 
 
 
 @cache
-def template_features(ingress_class: str, templates_root: str | None = None) -> frozenset[str]:
-    """Capabilities declared on the first line of an Ingress class template."""
+def ingress_template_header(
+    ingress_class: str, templates_root: str | None = None
+) -> dict[str, frozenset[str]]:
+    """The ``{# key: words #}`` comment lines at the top of an Ingress class template.
+
+    ``features`` (required) lists capabilities; ``limits`` (optional) lists restrictions the
+    Ingress provider enforces (see ``docs/providers/ingress.md``).
+    """
     root = Path(templates_root) if templates_root else templates_dir()
     path = root / ingress_template(ingress_class)
-    if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", ingress_class) or not path.is_file():
+    if not _CLASS_NAME.fullmatch(ingress_class) or not path.is_file():
         known = ", ".join(known_ingress_classes(templates_root)) or "none"
         raise UnknownProviderError(
             f"trafficRoutings[].ingressClass: no canary Ingress template for class "
             f"{ingress_class!r} (known: {known}); a platform team adds one as "
             f"templates/{ingress_template('<class>')}"
         )
-    first = path.read_text(encoding="utf-8").lstrip().splitlines()[:1]
-    found = _FEATURES_LINE.match(first[0]) if first else None
-    if found is None:
+    header: dict[str, frozenset[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        found = _HEADER_LINE.fullmatch(line.strip())
+        if found is None:
+            break
+        header[found.group("key")] = frozenset(found.group("words").replace(",", " ").split())
+    return header
+
+
+def template_features(ingress_class: str, templates_root: str | None = None) -> frozenset[str]:
+    """Capabilities declared by the ``{# features: ... #}`` line of an Ingress class template."""
+    where = f"templates/{ingress_template(ingress_class)}"
+    names = ingress_template_header(ingress_class, templates_root).get("features")
+    if names is None:
         raise UnknownProviderError(
-            f"templates/{ingress_template(ingress_class)}: the first line must declare the "
-            "class's capabilities, e.g. {# features: weight header cookie #}"
+            f"{where}: the template must start with a line declaring the class's capabilities, "
+            "e.g. {# features: weight header cookie #}"
         )
-    names = frozenset(found.group("names").replace(",", " ").split())
     unknown = sorted(names - set(FEATURES))
     if unknown:
         raise UnknownProviderError(
-            f"templates/{ingress_template(ingress_class)}: unknown features {unknown}; "
-            f"known features are {', '.join(FEATURES)}"
+            f"{where}: unknown features {unknown}; known features are {', '.join(FEATURES)}"
         )
     return names
 
