@@ -32,7 +32,8 @@ def templates_dir() -> Path:
     for candidate in _CANDIDATES:
         if candidate.is_dir():
             return candidate
-    raise RenderError(f"no templates directory found (looked in {', '.join(map(str, _CANDIDATES))})")
+    looked = ", ".join(map(str, _CANDIDATES))
+    raise RenderError(f"no templates directory found (looked in {looked})")
 
 
 def _tojson(value: Any) -> str:

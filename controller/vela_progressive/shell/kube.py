@@ -85,7 +85,7 @@ class Kube:
         try:
             await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
         except config.ConfigException:
-            config.load_incluster_config(client_configuration=cfg)
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         return cls(client.ApiClient(configuration=cfg))
 
     async def close(self) -> None:

@@ -1,0 +1,217 @@
+"""Kopf wiring only: every handler delegates to the shell (reconciler) or the pure core.
+
+Run it with ``make run`` (or ``vela-progressive-controller``). Configuration, all from the
+environment so the same image runs in the cluster and on a laptop:
+
+=============================  ===========================================================
+``VP_WEBHOOK_MODE``            ``local`` (default): serve the hold webhook on
+                               ``VP_WEBHOOK_HOST:VP_WEBHOOK_PORT`` and register the
+                               MutatingWebhookConfiguration ourselves (URL clientConfig);
+                               ``incluster``: serve on 0.0.0.0:9443 and only patch the caBundle
+                               of the addon's ``vela-progressive-hold`` configuration;
+                               ``off``: no webhook (the watch-based fallback still holds).
+``VP_WEBHOOK_HOST`` / ``PORT``  default ``127.0.0.1`` / ``9443``
+``VP_WEBHOOK_FAILURE_POLICY``  ``Ignore`` (default, fail-open) or ``Fail``
+``VP_STATE_DIR``               where webhook certificates are kept
+                               (default ``~/.cache/vela-progressive/controller``)
+=============================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from kopf import cli as kopf_cli
+
+from vela_progressive.core.model import API_GROUP, API_VERSION, HOLD_LABEL, PLURAL
+from vela_progressive.core.workloads import hold_patch
+from vela_progressive.shell.certs import ensure_serving_cert
+from vela_progressive.shell.events import EventSink
+from vela_progressive.shell.kube import Kube, KubeError
+from vela_progressive.shell.reconciler import Reconciler
+from vela_progressive.shell.traffic_port import traffic_port
+from vela_progressive.shell.workloads import CANARY_OF_LABEL
+
+FINALIZER = f"{API_GROUP}/finalizer"
+WEBHOOK_CONFIG = "vela-progressive-hold"
+MODE = os.environ.get("VP_WEBHOOK_MODE", "local")
+FAIL_OPEN = os.environ.get("VP_WEBHOOK_FAILURE_POLICY", "Ignore") != "Fail"
+log = logging.getLogger("vela_progressive")
+
+Key = tuple[str, str]  # (namespace, name) of a ProgressiveRollout
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=API_GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.watching.inactivity_timeout = 70
+    kube = await Kube.connect()
+    memo.kube = kube
+    memo.wakeups = {}
+    memo.reconciler = Reconciler(
+        kube=kube,
+        traffic=traffic_port(kube),
+        events=EventSink(kube),
+        clock=lambda: datetime.now(UTC).replace(tzinfo=None),
+    )
+    if MODE == "off":
+        return
+    state = Path(os.environ.get("VP_STATE_DIR", Path.home() / ".cache/vela-progressive/controller"))
+    if MODE == "incluster":
+        namespace = os.environ.get("VP_NAMESPACE", "vela-system")
+        host = f"vela-progressive.{namespace}.svc"
+        cert = ensure_serving_cert(state / "certs", [host, f"{host}.cluster.local"])
+        settings.admission.server = kopf.WebhookServer(
+            addr="0.0.0.0", port=9443, certfile=cert.certfile, pkeyfile=cert.keyfile
+        )
+        await _patch_ca_bundle(kube, cert.cafile.read_bytes())
+        return
+    host = os.environ.get("VP_WEBHOOK_HOST", "127.0.0.1")
+    port = int(os.environ.get("VP_WEBHOOK_PORT", "9443"))
+    cert = ensure_serving_cert(state / "certs", [host])
+    settings.admission.server = kopf.WebhookServer(
+        addr=host,
+        port=port,
+        host=host,
+        cafile=cert.cafile,
+        certfile=cert.certfile,
+        pkeyfile=cert.keyfile,
+    )
+    settings.admission.managed = f"hold.{API_GROUP}"
+
+
+async def _patch_ca_bundle(kube: Kube, ca: bytes) -> None:
+    config = await kube.get(
+        "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", WEBHOOK_CONFIG
+    )
+    if config is None:
+        log.warning("MutatingWebhookConfiguration %s not found: no hold webhook", WEBHOOK_CONFIG)
+        return
+    bundle = base64.b64encode(ca).decode()
+    for hook in config.get("webhooks", []):
+        hook.setdefault("clientConfig", {})["caBundle"] = bundle
+    await kube.replace(config)
+
+
+@kopf.on.cleanup()
+async def close(memo: Any, **_: Any) -> None:
+    await memo.kube.close()
+
+
+# ---------------------------------------------------------------- the release loop, one per CR
+@kopf.daemon(API_GROUP, API_VERSION, PLURAL, cancellation_timeout=10)
+async def drive(
+    name: str, namespace: str | None, stopped: kopf.DaemonStopped, memo: Any, **_: Any
+) -> None:
+    assert namespace is not None, "ProgressiveRollout is namespaced"
+    wake: asyncio.Event = memo.wakeups.setdefault((namespace, name), asyncio.Event())
+    kube: Kube = memo.kube
+    while not stopped:
+        cr = await kube.get(f"{API_GROUP}/{API_VERSION}", "ProgressiveRollout", name, namespace)
+        if cr is None or cr["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            outcome = await memo.reconciler.reconcile(cr)
+        except KubeError as exc:  # conflicts and transient API errors: try again shortly
+            log.info("reconcile %s/%s: %s (retrying)", namespace, name, exc)
+            outcome = None
+        if outcome is not None and outcome.changed:
+            await kube.patch(
+                f"{API_GROUP}/{API_VERSION}",
+                "ProgressiveRollout",
+                name,
+                namespace,
+                {"status": outcome.status},
+                subresource="status",
+            )
+        delay = 2.0 if outcome is None else outcome.requeue
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=delay)
+        wake.clear()
+
+
+def _wake(memo: Any, key: Key) -> None:
+    event = memo.wakeups.get(key)
+    if event is not None:
+        event.set()
+
+
+@kopf.index(API_GROUP, API_VERSION, PLURAL)
+def rollouts_by_workload(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[Key, str]:
+    ref = spec.get("workloadRef") or {}
+    return {(namespace or "", str(ref.get("name", ""))): name}
+
+
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
+def rollout_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    _wake(memo, (namespace or "", name))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={HOLD_LABEL: "true"})
+@kopf.on.event("apps", "v1", "statefulsets", labels={HOLD_LABEL: "true"})
+@kopf.on.event("apps", "v1", "deployments", labels={CANARY_OF_LABEL: kopf.PRESENT})
+def workload_changed(
+    namespace: str | None, name: str, labels: Mapping[str, str], memo: Any, **kwargs: Any
+) -> None:
+    index: kopf.Index[Key, str] = kwargs["rollouts_by_workload"]
+    workload = labels.get(CANARY_OF_LABEL) or name
+    for rollout in index.get((namespace or "", workload), []):
+        _wake(memo, (namespace or "", rollout))
+
+
+@kopf.on.delete(API_GROUP, API_VERSION, PLURAL)
+async def released(body: kopf.Body, memo: Any, **_: Any) -> None:
+    await memo.reconciler.release(dict(body))
+
+
+# ---------------------------------------------------------------- the hold webhook
+@kopf.on.mutate(
+    "apps",
+    "v1",
+    "deployments",
+    id="hold",
+    labels={HOLD_LABEL: "true"},
+    operations=["UPDATE"],
+    ignore_failures=FAIL_OPEN,
+    side_effects=False,
+)
+@kopf.on.mutate(
+    "apps",
+    "v1",
+    "statefulsets",
+    id="hold",
+    labels={HOLD_LABEL: "true"},
+    operations=["UPDATE"],
+    ignore_failures=FAIL_OPEN,
+    side_effects=False,
+)
+def hold(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+    old = kwargs.get("old")
+    change = hold_patch(body["kind"], dict(old) if old else None, dict(body))
+    if change:
+        patch.update(change)
+
+
+def main() -> None:
+    """Console entry point: ``kopf run`` this module, all namespaces."""
+    args = ["run", "--all-namespaces", "--standalone", __file__, *sys.argv[1:]]
+    sys.argv = ["kopf", *args]
+    kopf_cli.main()
