@@ -1,0 +1,438 @@
+"""``kubectl progressive plan APP.yaml``: preview a release offline, step by step.
+
+Reads an Application (a file or ``-`` for stdin), finds the components with a
+``progressive-rollout`` trait, validates their properties and prints, per step, the pods on the
+old and new version, the partition (batch mode) or the canary Deployment's replicas (canary
+mode), the traffic and the wait. ``-o yaml`` prints every object the release creates or
+patches; ``-o json`` the same data for machines. Nothing talks to a cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vela_progressive.cli.output import FORMATS, table, to_json, yaml_stream
+from vela_progressive.cli.verb import UserError, Verb
+from vela_progressive.core.model import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    Plan,
+    PlannedStep,
+    ReleaseMode,
+    Strategy,
+)
+from vela_progressive.core.planner import describe_traffic, plan, plan_to_status
+from vela_progressive.core.validation import (
+    ComponentTraits,
+    InvalidSpec,
+    resolve_strategy,
+    validate_application,
+)
+
+Obj = dict[str, Any]
+
+#: Annotation KubeVela uses to pin an Application revision name.
+PUBLISH_VERSION_ANNOTATION = "app.oam.dev/publishVersion"
+
+
+def _replicas_flag(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pods, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more pods, got {value}")
+    return value
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="APP.yaml", help="Application manifest, or - for stdin")
+    parser.add_argument(
+        "-c", "--component", help="only this component (default: every component with the trait)"
+    )
+    parser.add_argument(
+        "--replicas",
+        type=_replicas_flag,
+        help="workload size to plan for (default: the component's replicas property or scaler "
+        "trait, else 1; for a DaemonSet: the number of nodes)",
+    )
+    parser.add_argument(
+        "-o", "--output", choices=FORMATS, default="table", help="output format (default: table)"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the Application
+
+
+def read_text(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{source}: is a directory; pass an Application YAML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{source}: cannot read it ({exc})") from None
+
+
+def load_applications(text: str, source: str) -> list[Obj]:
+    """The Application documents in ``text`` (YAML, one or more documents)."""
+    name = "<stdin>" if source == "-" else source
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark is not None else name
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise UserError(f"{where}: invalid YAML: {problem}") from None
+    if not docs:
+        raise UserError(f"{name}: no document found; pass an Application manifest")
+    apps = [d for d in docs if isinstance(d, dict) and d.get("kind") == "Application"]
+    if not apps:
+        if len(docs) == 1:
+            return docs  # let the validator explain what is wrong with it
+        raise UserError(f"{name}: none of its {len(docs)} documents is an Application")
+    return apps
+
+
+# --------------------------------------------------------------------------------------------
+# Building the preview
+
+
+@dataclass(frozen=True)
+class Preview:
+    target: ComponentTraits
+    namespace: str
+    replicas: int
+    replicas_source: str
+    strategy: Strategy
+    plan: Plan
+    publish_version: str
+
+    @property
+    def name(self) -> str:
+        return self.target.component
+
+
+def _namespace(app: Obj, flag: str | None) -> str:
+    meta = app.get("metadata") if isinstance(app.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    own = meta.get("namespace")
+    if flag and own and flag != own:
+        raise UserError(
+            f"the Application is in namespace {own!r} but --namespace is {flag!r}; "
+            f"drop --namespace or pass --namespace={own}"
+        )
+    return str(own or flag or "default")
+
+
+def build_previews(
+    apps: list[Obj], *, component: str | None, replicas: int | None, namespace: str | None
+) -> list[Preview]:
+    previews: list[Preview] = []
+    everything: list[str] = []
+    for n, app in enumerate(apps):
+        try:
+            targets = validate_application(app)
+        except InvalidSpec as exc:
+            if len(apps) > 1:
+                raise exc.under(f"document {n + 1}") from None
+            raise
+        meta = app.get("metadata") or {}
+        publish = str((meta.get("annotations") or {}).get(PUBLISH_VERSION_ANNOTATION, ""))
+        ns = _namespace(app, namespace)
+        for target in targets:
+            everything.append(target.component)
+            if component and target.component != component:
+                continue
+            size = target.replicas if replicas is None else replicas
+            source = target.replicas_source if replicas is None else "--replicas"
+            strategy = target.strategy
+            previews.append(
+                Preview(
+                    target=target,
+                    namespace=ns,
+                    replicas=size,
+                    replicas_source=source,
+                    strategy=strategy,
+                    plan=plan(strategy, target.kind, size),
+                    publish_version=publish,
+                )
+            )
+    if component and not previews:
+        raise UserError(
+            f"no component {component!r} with a progressive-rollout trait; "
+            f"components with the trait: {', '.join(everything)}"
+        )
+    return previews
+
+
+# --------------------------------------------------------------------------------------------
+# Objects
+
+
+def rollout_resource(p: Preview) -> Obj:
+    """The ProgressiveRollout the trait renders for this component (``contract.md``)."""
+    t = p.target
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "metadata": {"name": t.component, "namespace": p.namespace},
+        "spec": {
+            "workloadRef": {"apiVersion": t.api_version, "kind": t.kind, "name": t.component},
+            "application": {"name": t.app, "component": t.component},
+            "revision": {"name": "", "number": 0, "publishVersion": p.publish_version},
+            "strategy": resolve_strategy(t.properties, t.component),
+        },
+    }
+
+
+def _meta(p: Preview, name: str) -> Obj:
+    return {"name": name, "namespace": p.namespace}
+
+
+def _workload_preview(p: Preview, step: PlannedStep) -> list[tuple[str, Obj]]:
+    """The workload objects changed at ``step``: (what happens, object or merge patch)."""
+    t, name = p.target, p.target.component
+    if p.plan.mode is ReleaseMode.CANARY:
+        return [
+            (
+                f"create/scale Deployment {name}-canary (the new pod template of {name}); "
+                f"{name} stays paused on its {step.old_pods} old pods",
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": _meta(p, f"{name}-canary"),
+                    "spec": {"replicas": step.canary_replicas},
+                },
+            )
+        ]
+    if t.kind == "StatefulSet":
+        return [
+            (
+                f"patch StatefulSet {name}: pods with ordinal >= {step.partition} "
+                "run the new version",
+                {
+                    "apiVersion": t.api_version,
+                    "kind": t.kind,
+                    "metadata": _meta(p, name),
+                    "spec": {
+                        "updateStrategy": {
+                            "type": "RollingUpdate",
+                            "rollingUpdate": {"partition": step.partition},
+                        }
+                    },
+                },
+            )
+        ]
+    if t.kind == "Deployment":
+        return [
+            (
+                f"scale the ReplicaSets of the paused Deployment {name} "
+                "(<new>/<stable>: their pod-template-hash)",
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "metadata": _meta(p, f"{name}-<new>"),
+                    "spec": {"replicas": step.new_pods},
+                },
+            ),
+            (
+                "",
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "metadata": _meta(p, f"{name}-<stable>"),
+                    "spec": {"replicas": step.old_pods},
+                },
+            ),
+        ]
+    return []
+
+
+def _traffic_preview(p: Preview, step: PlannedStep) -> list[Obj]:
+    """Traffic objects (Services, canary Ingress, HTTPRoute, VirtualService) at ``step``.
+
+    TODO: render them with the pure traffic providers (``vela_progressive.core.traffic``) once
+    their API is settled; they need the routing objects' current state, so an offline preview
+    must build skeletons of the stable Ingress/HTTPRoute/VirtualService first.
+    """
+    del p, step
+    return []
+
+
+def _hold_patch(p: Preview) -> tuple[str, Obj] | None:
+    t, name = p.target, p.target.component
+    if t.kind == "Deployment":
+        spec: Obj = {"paused": True}
+        if p.plan.mode is ReleaseMode.BATCH:
+            spec["strategy"] = {"type": "Recreate"}
+        return (
+            f"hold Deployment {name} when its pod template changes (webhook)",
+            {"apiVersion": t.api_version, "kind": t.kind, "metadata": _meta(p, name), "spec": spec},
+        )
+    if t.kind == "StatefulSet":
+        return (
+            f"hold StatefulSet {name} when its pod template changes (webhook)",
+            {
+                "apiVersion": t.api_version,
+                "kind": t.kind,
+                "metadata": _meta(p, name),
+                "spec": {
+                    "updateStrategy": {
+                        "type": "RollingUpdate",
+                        "rollingUpdate": {"partition": p.replicas},
+                    }
+                },
+            },
+        )
+    return None
+
+
+def _unsupported_note(p: Preview) -> str | None:
+    if p.target.kind in ("Deployment", "StatefulSet"):
+        return None
+    return (
+        f"note: the controller does not release a {p.target.kind} yet; the plan shows the "
+        "pod math only"
+    )
+
+
+def object_documents(p: Preview) -> list[tuple[str, Obj]]:
+    """(comment, object) pairs: the CR, the hold, then each step's workload and traffic objects."""
+    total = len(p.plan.steps)
+    docs: list[tuple[str, Obj]] = [
+        (
+            f"{p.target.app}/{p.name}: the ProgressiveRollout the trait renders "
+            "(spec.revision is filled in by KubeVela at deploy time)",
+            rollout_resource(p),
+        )
+    ]
+    hold = _hold_patch(p)
+    if hold is not None:
+        docs.append(hold)
+    for step in p.plan.steps:
+        header = f"step {step.index}/{total}: {step.new_pods}/{p.replicas} pods on the new version"
+        objects = [*_workload_preview(p, step), *(("", o) for o in _traffic_preview(p, step))]
+        for n, (what, obj) in enumerate(objects):
+            docs.append(("\n".join(x for x in (header if n == 0 else "", what) if x), obj))
+    return docs
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _size(p: Preview) -> str:
+    pods = "pod" if p.replicas == 1 else "pods"
+    if p.target.kind == "DaemonSet" and p.replicas_source != "--replicas":
+        return f"{p.replicas} {pods} (DaemonSet: pass --replicas <nodes>)"
+    source = {
+        "default": "default; use --replicas to change",
+        "component properties": "from the component's replicas",
+        "scaler trait": "from the scaler trait",
+        "--replicas": "from --replicas",
+    }[p.replicas_source]
+    return f"{p.replicas} {pods} ({source})"
+
+
+def render_table(p: Preview) -> str:
+    t, steps = p.target, p.plan.steps
+    canary = p.plan.mode is ReleaseMode.CANARY
+    lines = [
+        f"Application {t.app} (namespace {p.namespace}), component {t.component}: "
+        f"{t.kind}, {_size(p)}, mode {p.plan.mode.value}"
+    ]
+    if note := _unsupported_note(p):
+        lines.append(note)
+    header = ["STEP", "OLD", "NEW", "CANARY" if canary else "PARTITION", "TRAFFIC", "WAIT"]
+    rows = [
+        [
+            f"{s.index}/{len(steps)}",
+            s.old_pods,
+            s.new_pods,
+            s.canary_replicas if canary else s.partition,
+            describe_traffic(s),
+            s.wait.describe(),
+        ]
+        for s in steps
+    ]
+    lines.append(table(header, rows))
+    lines.append(_finale(p))
+    return "\n".join(lines)
+
+
+def _finale(p: Preview) -> str:
+    name, n = p.target.component, len(p.plan.steps)
+    routed = bool(p.strategy.routings)
+    if p.plan.mode is ReleaseMode.CANARY:
+        text = f"After step {n}: {name} rolls to the new version ({p.replicas} pods)"
+        text += ", traffic returns to the stable Service" if routed else ""
+        return text + f" and {name}-canary is deleted."
+    text = f"After step {n}: all {p.replicas} pods run the new version"
+    text += ", traffic returns to the stable Service" if routed else ""
+    return text + f" and {name} gets its own update strategy back."
+
+
+def render_json(previews: list[Preview]) -> str:
+    return to_json(
+        {
+            "plans": [
+                {
+                    "application": p.target.app,
+                    "namespace": p.namespace,
+                    "component": p.target.component,
+                    "workload": {
+                        "apiVersion": p.target.api_version,
+                        "kind": p.target.kind,
+                        "name": p.target.component,
+                    },
+                    "replicas": p.replicas,
+                    "mode": p.plan.mode.value,
+                    "steps": plan_to_status(p.plan),
+                    "objects": [
+                        {"comment": comment, "object": obj} for comment, obj in object_documents(p)
+                    ],
+                }
+                for p in previews
+            ]
+        }
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    apps = load_applications(read_text(args.file), args.file)
+    previews = build_previews(
+        apps, component=args.component, replicas=args.replicas, namespace=args.namespace
+    )
+    if args.output == "json":
+        sys.stdout.write(render_json(previews))
+    elif args.output == "yaml":
+        sys.stdout.write(yaml_stream([d for p in previews for d in object_documents(p)]))
+    else:
+        sys.stdout.write("\n\n".join(render_table(p) for p in previews) + "\n")
+    return 0
+
+
+VERB = Verb(
+    name="plan",
+    help="preview a release offline: pods, traffic and waits per step",
+    description=(
+        "Preview a release offline, without a cluster: reads an Application (a file, or - for "
+        "stdin), validates its progressive-rollout traits and prints, per step, the pods on the "
+        "old and new version, the partition (batch mode) or canary replicas (canary mode), the "
+        "traffic and the wait. -o yaml prints every object the release creates or patches."
+    ),
+    configure=configure,
+    run=run,
+)
