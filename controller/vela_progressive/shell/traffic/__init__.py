@@ -1,0 +1,5 @@
+"""Traffic I/O: applies what the pure providers in ``vela_progressive.core.traffic`` compute."""
+
+from vela_progressive.shell.traffic.manager import TrafficError, TrafficManager
+
+__all__ = ["TrafficError", "TrafficManager"]
