@@ -10,11 +10,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from vela_progressive.cli import plan
+from vela_progressive.cli import abort, approve, pause, plan, rollback, status
 from vela_progressive.cli.verb import EXIT_USAGE, UserError, Verb
 from vela_progressive.core.validation import InvalidSpec
 
-VERBS: tuple[Verb, ...] = (plan.VERB,)
+VERBS: tuple[Verb, ...] = (
+    status.VERB,
+    approve.VERB,
+    pause.PAUSE,
+    pause.RESUME,
+    abort.VERB,
+    rollback.VERB,
+    plan.VERB,
+)
 
 PROG = "kubectl progressive"
 

@@ -16,6 +16,8 @@ Obj = dict[str, Any]
 APPROVE_ANNOTATION = f"{ANNOTATION_PREFIX}/approve"
 PAUSE_ANNOTATION = f"{ANNOTATION_PREFIX}/pause"
 ABORT_ANNOTATION = f"{ANNOTATION_PREFIX}/abort"
+#: "true": a rollback to the stable revision runs the steps instead of restoring at once.
+ROLLBACK_IN_BATCHES_ANNOTATION = f"{ANNOTATION_PREFIX}/rollback-in-batches"
 
 TIMELINE_LIMIT = 50
 

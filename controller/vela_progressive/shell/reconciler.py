@@ -24,6 +24,7 @@ from vela_progressive.core.planner import (
     plan_to_status,
 )
 from vela_progressive.core.release import (
+    ROLLBACK_IN_BATCHES_ANNOTATION,
     Operations,
     Phase,
     StepState,
@@ -213,6 +214,12 @@ class Reconciler:
         # ---- a release is in flight
         if view.update_revision != releasing:
             if view.update_revision == status.get("stableRevision"):
+                annotations = meta.get("annotations") or {}
+                if annotations.get(ROLLBACK_IN_BATCHES_ANNOTATION) == "true":
+                    # The pods serving now become the stable side of a step-by-step rollback.
+                    view = await adapter.observe(None)
+                    status["canaryRevision"] = None
+                    return await self._start(cr, status, view, now, "rollback in batches")
                 status["rollingBack"] = True
                 return await self._finalize(cr, status, adapter, view, strategy, ctx, now)
             await self.events.post(
@@ -238,6 +245,7 @@ class Reconciler:
             stableRevision=view.update_revision,
             canaryRevision=None,
             rollingBack=None,
+            stableAppRevision=status.get("observedRevision"),
             message=message,
         )
         set_condition(status, "Progressing", False, "Completed", message, now)
