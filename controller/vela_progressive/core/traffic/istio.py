@@ -235,6 +235,7 @@ def _add_subsets(
             f"{ref} is for host {spec.get('host')!r}, not the stable Service "
             f"({stable_hosts[0]}); set trafficRoutings[].destinationRuleName to its rule"
         )
+    ctx.check_split()
     subsets: list[Obj] = spec.get("subsets") or []
     taken = {str(s.get("name")) for s in subsets} & {STABLE_SUBSET, CANARY_SUBSET}
     if taken:
@@ -244,6 +245,6 @@ def _add_subsets(
         )
     spec["subsets"] = [
         *subsets,
-        {"name": STABLE_SUBSET, "labels": ctx.stable_selector},
-        {"name": CANARY_SUBSET, "labels": ctx.canary_selector},
+        {"name": STABLE_SUBSET, "labels": dict(ctx.stable_selector)},
+        {"name": CANARY_SUBSET, "labels": dict(ctx.canary_selector)},
     ]

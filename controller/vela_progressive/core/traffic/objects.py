@@ -44,29 +44,33 @@ class ObjectRef:
 class TrafficContext:
     """What a provider needs to know about the release besides the routing entry.
 
-    ``revision_label`` is ``pod-template-hash`` (Deployment) or ``controller-revision-hash``
-    (StatefulSet); the stable and canary revisions are that label's values.
+    ``stable_selector``/``canary_selector`` are the labels that tell the stable revision's pods
+    from the new revision's, e.g. ``{"pod-template-hash": "5d4f..."}`` (Deployment) or
+    ``{"controller-revision-hash": "web-7c9..."}`` (StatefulSet). They are added to the stable
+    Service's selector to pin it, to the canary Service's selector, and are the labels of the
+    Istio subsets.
     """
 
     namespace: str
     workload: str
-    revision_label: str
-    stable_revision: str
-    canary_revision: str
+    stable_selector: Mapping[str, str]
+    canary_selector: Mapping[str, str]
     disable_canary_service: bool = False
+
+    def check_split(self) -> None:
+        """Raise unless the selectors tell the two revisions apart (needed to route by them)."""
+        if not self.stable_selector or not self.canary_selector:
+            raise TrafficConfigError(
+                "the stable and canary revisions are not known yet (empty selector)"
+            )
+        if dict(self.stable_selector) == dict(self.canary_selector):
+            raise TrafficConfigError(
+                f"the stable and canary selectors are the same ({dict(self.stable_selector)}); "
+                "traffic cannot be split between identical pods"
+            )
 
     def canary_service(self, service: str) -> str:
         return f"{service}-canary"
-
-    @property
-    def stable_selector(self) -> dict[str, str]:
-        """Labels that pin a Service to the stable revision's pods."""
-        return {self.revision_label: self.stable_revision}
-
-    @property
-    def canary_selector(self) -> dict[str, str]:
-        """Labels that select the new revision's pods only."""
-        return {self.revision_label: self.canary_revision}
 
     def owned_labels(self) -> dict[str, str]:
         """Labels of every object the release creates."""

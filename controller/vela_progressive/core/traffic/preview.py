@@ -118,9 +118,8 @@ def preview_step(
     ctx = TrafficContext(
         namespace=namespace,
         workload=routing.service,
-        revision_label=revision_label,
-        stable_revision="stable-revision",
-        canary_revision="canary-revision",
+        stable_selector={revision_label: "stable-revision"},
+        canary_selector={revision_label: "canary-revision"},
         disable_canary_service=disable_canary_service,
     )
     originals: dict[ObjectRef, Obj | None] = {

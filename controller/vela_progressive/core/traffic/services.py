@@ -71,6 +71,7 @@ def desired(
     """
     if ctx.disable_canary_service:
         return Changes()
+    ctx.check_split()
     stable_ref, canary_ref = refs(service, ctx)
     stable = require(originals, stable_ref, "trafficRoutings[].service")
     existing_owned(originals, canary_ref)
