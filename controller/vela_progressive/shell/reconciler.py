@@ -62,6 +62,10 @@ class RouteContext:
 class TrafficPort(Protocol):
     """What the reconciler needs from traffic routing (see shell/traffic.py)."""
 
+    async def prepare(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> None:
+        """Create the canary Service(s) and pin the stable one(s) to the stable pods."""
+        ...
+
     async def canary_ready(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> int:
         """Ready endpoints behind the canary Service(s) (a large number when there is none)."""
         ...

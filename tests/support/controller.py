@@ -1,0 +1,117 @@
+"""Pytest plugin: the vela-progressive controller as a real process against the test cluster.
+
+``controller`` (session) installs the CRD, starts ``vela-progressive-controller`` (Kopf, hold
+webhook on 127.0.0.1 with its own CA, registered through a URL clientConfig) and stops it at the
+end. ``controller.kill()`` sends SIGKILL and ``controller.start()`` starts a new process, for the
+restart tests. ``kube`` gives tests the project's own async API client.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.cluster import REPO, Cluster
+from vela_progressive.core.model import API_GROUP
+from vela_progressive.shell.kube import Kube
+
+CRD = REPO / "addon" / "resources" / "crd.yaml"
+WEBHOOK_CONFIG = f"hold.{API_GROUP}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Controller:
+    def __init__(self, cluster: Cluster, state: Path) -> None:
+        self.cluster = cluster
+        self.state = state
+        self.port = _free_port()
+        self.log = state / "controller.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **self.cluster.env,
+            "VP_WEBHOOK_MODE": "local",
+            "VP_WEBHOOK_PORT": str(self.port),
+            "VP_STATE_DIR": str(self.state),
+            "PYTHONUNBUFFERED": "1",
+        }
+        exe = Path(sys.executable).parent / "vela-progressive-controller"
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [str(exe), "--verbose"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"the controller exited at start:\n{self.tail()}", pytrace=False)
+            listening = False
+            with socket.socket() as s:
+                listening = s.connect_ex(("127.0.0.1", self.port)) == 0
+            got = self.cluster.kubectl(
+                "get", "mutatingwebhookconfiguration", WEBHOOK_CONFIG, check=False
+            )
+            if listening and got.returncode == 0:
+                return
+            time.sleep(0.5)
+        pytest.fail(f"the controller did not come up in 60s:\n{self.tail()}", pytrace=False)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def tail(self, lines: int = 60) -> str:
+        if not self.log.exists():
+            return "(no log)"
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def controller(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]:
+    cluster.kubectl("apply", "--server-side", "-f", str(CRD))
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        f"crd/progressiverollouts.{API_GROUP}",
+    )
+    ctl = Controller(cluster, tmp_path_factory.mktemp("controller"))
+    ctl.start()
+    try:
+        yield ctl
+    finally:
+        ctl.stop()
+        if os.environ.get("VP_SHOW_CONTROLLER_LOG"):
+            print(ctl.tail(200))
+
+
+@pytest.fixture
+async def kube(cluster: Cluster) -> AsyncIterator[Kube]:
+    client = await Kube.connect(str(cluster.kubeconfig))
+    try:
+        yield client
+    finally:
+        await client.close()
