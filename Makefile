@@ -46,3 +46,41 @@ cluster-up: venv ## Start the test world (kube-apiserver, etcd, KCM, scheduler, 
 .PHONY: cluster-down
 cluster-down: venv ## Stop every process cluster-up started and remove its state
 	@$(PY) hack/cluster/world.py down
+
+.PHONY: generate
+generate: venv ## Regenerate the trait CUE, the CRD and other files derived from the JSON Schema
+	$(PY) hack/gen.py
+
+.PHONY: verify
+verify: venv ## Fail when a generated file differs from what is committed
+	$(PY) hack/gen.py --check
+
+.PHONY: addon
+addon: venv ## Assemble the addon into dist/addon/vela-progressive/
+	$(PY) hack/build_addon.py
+
+.PHONY: run
+run: venv ## Run the controller against $$KUBECONFIG (hold webhook on 127.0.0.1)
+	@test -n "$$KUBECONFIG" || { echo "KUBECONFIG is not set: run 'eval \"\$$(make -s cluster-up)\"' first"; exit 2; }
+	.venv/bin/vela-progressive-controller --verbose
+
+PYTEST := .venv/bin/pytest
+
+.PHONY: test-unit
+test-unit: venv ## Unit, golden and doctest tier (pure, seconds)
+	$(PYTEST) -m "not cue and not cluster and not integration and not e2e" -q
+
+.PHONY: test-cue
+test-cue: venv build-binaries ## CUE tier: vela def vet and vela dry-run goldens
+	$(PYTEST) -m cue -q
+
+.PHONY: test-cluster
+test-cluster: venv build-binaries ## Test-world, integration and e2e tiers on a real cluster (starts one unless $$KUBECONFIG points at one)
+	$(PYTEST) -m "cluster or integration or e2e" -q -p no:randomly
+
+.PHONY: test
+test: lint verify test-unit test-cue test-cluster ## Every tier: lint, types, import contracts, generated files, unit, CUE, cluster, integration, e2e
+
+.PHONY: demo
+demo: venv build-binaries ## From nothing to a visible canary release on a local cluster
+	$(PY) hack/demo.py
