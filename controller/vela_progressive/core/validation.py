@@ -56,6 +56,7 @@ from vela_progressive.core.capabilities import (
     provider_id,
 )
 from vela_progressive.core.model import TRAIT_TYPE, Match, Strategy, TrafficRouting
+from vela_progressive.core.traffic import RouteState, provider_for
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "progressive-rollout.schema.json"
 
@@ -599,24 +600,48 @@ def _feature_problems(
         for r_index, routing, caps in routings:
             pid = provider_id(routing)
             who = f"canary.trafficRoutings[{r_index}] ({pid})"
+            own: list[Problem] = []
             if step.get("weight") is not None and "weight" not in caps:
-                yield Problem(
-                    f"{here}.weight",
-                    f"{who} cannot {_FEATURE_WORDS['weight']}",
-                    f"use type {_supporting_types('weight')}, or remove the weight",
+                own.append(
+                    Problem(
+                        f"{here}.weight",
+                        f"{who} cannot {_FEATURE_WORDS['weight']}",
+                        f"use type {_supporting_types('weight')}, or remove the weight",
+                    )
                 )
             for m_index, raw in enumerate(raw_matches):
-                for feature in sorted(Match.from_dict(raw).features()):
-                    if feature in caps:
-                        continue
+                for feature in sorted(Match.from_dict(raw).features() - caps):
                     field = f"{here}.matches[{m_index}].{_FEATURE_FIELDS[feature]}"
-                    yield Problem(
-                        field,
-                        f"{who} cannot {_FEATURE_WORDS[feature]}",
-                        f"use type {_supporting_types(feature)}, or drop {field}",
+                    own.append(
+                        Problem(
+                            field,
+                            f"{who} cannot {_FEATURE_WORDS[feature]}",
+                            f"use type {_supporting_types(feature)}, or drop {field}",
+                        )
                     )
             if pid.startswith("ingress/"):
-                yield from _annotation_ingress_problems(here, who, raw_matches)
+                own.extend(_annotation_ingress_problems(here, who, raw_matches))
+            # Whatever else the provider refuses (e.g. limits of a template-provided Ingress
+            # class), asked only when the rules above found nothing, so nothing is said twice.
+            yield from own or _provider_check(here, who, routing, step)
+
+
+def _provider_check(
+    here: str, who: str, routing: TrafficRouting, step: dict[str, Any]
+) -> Iterator[Problem]:
+    """What the provider itself refuses; the controller would refuse the step the same way."""
+    route = RouteState(
+        weight=step.get("weight") or 0,
+        matches=tuple(Match.from_dict(m) for m in step.get("matches", [])),
+    )
+    pid = provider_id(routing)
+    for reason in provider_for(routing).check(routing, route):
+        if reason.startswith(f"{pid} "):
+            said = f"{who} {reason.removeprefix(f'{pid} ')}"
+        else:
+            said = f"{who}: {reason.removeprefix(f'{pid}: ')}"
+        message, _, fix = said.partition("; ")
+        yield Problem(here, message, fix or "change the step, or use another routing type")
 
 
 def _annotation_ingress_problems(
