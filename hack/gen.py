@@ -607,6 +607,10 @@ def generated_files() -> dict[Path, str]:
     }
 
 
+def shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def stale_files(files: Mapping[Path, str]) -> list[Path]:
     return [p for p, text in files.items() if not p.exists() or p.read_text() != text]
 
@@ -625,12 +629,12 @@ def main(argv: list[str] | None = None) -> int:
     stale = stale_files(files)
     if args.check:
         for path in stale:
-            print(f"stale: {path.relative_to(ROOT)} (run: .venv/bin/python hack/gen.py)")
+            print(f"stale: {shown(path)} (run: .venv/bin/python hack/gen.py)")
         return 1 if stale else 0
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(files[path])
-        print(f"wrote {path.relative_to(ROOT)}")
+        print(f"wrote {shown(path)}")
     return 0
 
 

@@ -1,0 +1,185 @@
+"""The JSON Schema -> CUE generator (hack/gen.py) and the generated TraitDefinition."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hack import gen
+
+from vela_progressive.core import model
+
+
+def _param(schema: dict[str, Any]) -> str:
+    block, _ = gen.cue_parameter_block({"additionalProperties": False, **schema}, depth=0)
+    return block
+
+
+def _walk_properties(schema: dict[str, Any]) -> list[str]:
+    """Every property of the schema (definitions included) as 'owner.name'."""
+    found = [f"parameter.{name}" for name in schema["properties"]]
+
+    def nested(node: dict[str, Any], owner: str) -> None:
+        for name, prop in node.get("properties", {}).items():
+            _, target = gen.resolve(schema, prop)
+            if gen.is_struct(target) and "$ref" not in prop:
+                found.extend(f"{owner}.{name}.{k}" for k in target["properties"])
+                nested(target, f"{owner}.{name}")
+
+    nested(schema, "parameter")
+    for def_name, node in schema["definitions"].items():
+        if gen.is_struct(node):
+            found.extend(f"{def_name}.{k}" for k in node["properties"])
+    return found
+
+
+def test_generated_files_are_up_to_date() -> None:
+    stale = gen.stale_files(gen.generated_files())
+    assert stale == [], "run .venv/bin/python hack/gen.py and commit the result"
+
+
+def test_every_parameter_gets_a_usage_comment_from_its_description() -> None:
+    schema = gen.load_schema()
+    block, _ = gen.cue_parameter_block(schema)
+    lines = block.splitlines()
+    fields = [i for i, line in enumerate(lines) if re.match(r"\s*[A-Za-z]\w*\??: ", line)]
+    fields = [i for i in fields if not lines[i].lstrip().startswith(("parameter:", "#"))]
+    assert len(fields) == len(_walk_properties(schema))
+    for i in fields:
+        assert lines[i - 1].lstrip().startswith("// +usage="), lines[i]
+
+
+def test_a_property_without_description_is_an_error_naming_it() -> None:
+    schema = {"properties": {"auto": {"type": "boolean"}}}
+    with pytest.raises(gen.SchemaError, match=r"parameter\.auto: add a description"):
+        _param(schema)
+
+
+def test_a_default_becomes_a_starred_disjunction() -> None:
+    schema = {
+        "properties": {
+            "deadline": {"type": "integer", "minimum": 1, "default": 600, "description": "d"}
+        }
+    }
+    assert "deadline: *600 | int & >=1" in _param(schema)
+
+
+def test_an_enum_default_stars_the_member() -> None:
+    schema = {
+        "properties": {
+            "type": {"type": "string", "enum": ["a", "b"], "default": "b", "description": "t"}
+        }
+    }
+    assert 'type: "a" | *"b"' in _param(schema)
+
+
+def test_required_fields_are_regular_and_others_optional() -> None:
+    schema = {
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "description": "n"},
+            "alias": {"type": "string", "description": "a"},
+        },
+    }
+    text = _param(schema)
+    assert 'name: string & !=""' in text
+    assert "alias?: string" in text
+
+
+def test_int_or_percent_becomes_an_int_or_pattern_disjunction() -> None:
+    block, _ = gen.cue_parameter_block(gen.load_schema())
+    assert 'replicas?: int & >=0 | string & =~"^(100|[1-9]?[0-9])%$"' in block
+    assert 'failureThreshold?: int & >=0 | string & =~"^(100|[1-9]?[0-9])%$"' in block
+
+
+def test_objects_are_closed_so_unknown_keys_are_rejected() -> None:
+    block, imports = gen.cue_parameter_block(gen.load_schema())
+    assert "\tparameter: close({" in block
+    assert "workloadType?: close({" in block
+    assert "canary: close({" in block
+    # objects under definitions become CUE definitions, which are closed
+    for name in ("#Step", "#Match", "#HeaderMatch", "#CookieMatch", "#PathMatch"):
+        assert re.search(rf"^\t{name}: \{{", block, re.M), name
+    assert imports == ["list", "struct"]
+
+
+def test_an_object_that_allows_unknown_keys_is_refused() -> None:
+    schema = {"properties": {"o": {"type": "object", "properties": {}, "description": "o"}}}
+    with pytest.raises(
+        gen.SchemaError, match=r"parameter\.o: objects must set additionalProperties"
+    ):
+        _param(schema)
+
+
+def test_header_match_keys_are_lower_case() -> None:
+    trait = gen.TRAIT_FILE.read_text()
+    header = trait.split("#HeaderMatch: {", 1)[1].split("\n\t}", 1)[0]
+    keys = re.findall(r"^\t\t(\w+)\??:", header, re.M)
+    assert keys == ["type", "name", "value"]
+
+
+def test_list_bounds_and_weight_bounds_are_in_the_cue() -> None:
+    block, _ = gen.cue_parameter_block(gen.load_schema())
+    assert "steps: [...#Step] & list.MinItems(1) & list.MaxItems(50)" in block
+    assert "weight?: int & >=0 & <=100" in block
+    assert 'value: string & =~"^/"' in block
+
+
+def test_the_strategy_copies_every_property_and_resolves_routings() -> None:
+    schema = gen.load_schema()
+    block = gen.cue_copy_block(schema, 0, {"canary.trafficRoutings": "_resolvedRoutings"})
+    for name, prop in schema["properties"].items():
+        if name == "canary":
+            continue
+        expected = f"{name}: parameter.{name}"
+        assert expected in block
+        optional = name not in schema.get("required", []) and "default" not in prop
+        assert (f"if parameter.{name} != _|_ {{" in block) == optional, name
+    assert "\tsteps: parameter.canary.steps" in block
+    assert "\t\ttrafficRoutings: _resolvedRoutings" in block
+    assert "\tdisableGenerateCanaryService: parameter.canary.disableGenerateCanaryService" in block
+
+
+def test_the_trait_uses_the_model_names() -> None:
+    trait = gen.TRAIT_FILE.read_text()
+    assert trait.count(f'"{model.TRAIT_TYPE}": {{') == 1
+    assert f'apiVersion: "{model.API_GROUP}/{model.API_VERSION}"' in trait
+    assert f'kind:       "{model.KIND}"' in trait
+    assert f'labels: "{model.HOLD_LABEL}": "true"' in trait
+    assert 'annotations: "app.oam.dev/disable-health-check": "true"' in trait
+    assert 'stage: "PreDispatch"' in trait
+
+
+def test_an_unsupported_union_is_refused_in_the_crd() -> None:
+    schema = {
+        "definitions": {},
+        "type": "object",
+        "properties": {"x": {"oneOf": [{"type": "boolean"}, {"type": "string"}]}},
+    }
+    with pytest.raises(gen.SchemaError, match=r"^x: oneOf can only be an int-or-string union"):
+        gen.strategy_schema(schema)
+
+
+def test_a_keyword_without_structural_equivalent_is_refused() -> None:
+    schema = {"type": "object", "patternProperties": {"^a": {"type": "string"}}}
+    with pytest.raises(gen.SchemaError, match="'patternProperties' has no structural equivalent"):
+        gen.strategy_schema(schema)
+
+
+def test_check_mode_fails_listing_each_stale_file_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stale, fresh = tmp_path / "stale.cue", tmp_path / "fresh.cue"
+    stale.write_text("old\n")
+    fresh.write_text("same\n")
+    monkeypatch.setattr(gen, "generated_files", lambda: {stale: "new\n", fresh: "same\n"})
+    assert gen.main(["--check"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"stale: {stale} (run: .venv/bin/python hack/gen.py)"
+    ]
+    assert stale.read_text() == "old\n"
+    assert gen.main([]) == 0
+    assert stale.read_text() == "new\n"
+    assert gen.main(["--check"]) == 0
