@@ -29,12 +29,15 @@ from vela_progressive.core.model import (
     Strategy,
 )
 from vela_progressive.core.planner import describe_traffic, plan, plan_to_status
+from vela_progressive.core.traffic import RouteState, TrafficConfigError
+from vela_progressive.core.traffic.preview import preview_step
 from vela_progressive.core.validation import (
     ComponentTraits,
     InvalidSpec,
     resolve_strategy,
     validate_application,
 )
+from vela_progressive.core.workloads import CONTROLLER_REVISION_HASH, POD_TEMPLATE_HASH
 
 Obj = dict[str, Any]
 
@@ -263,12 +266,24 @@ def _workload_preview(p: Preview, step: PlannedStep) -> list[tuple[str, Obj]]:
 def _traffic_preview(p: Preview, step: PlannedStep) -> list[Obj]:
     """Traffic objects (Services, canary Ingress, HTTPRoute, VirtualService) at ``step``.
 
-    TODO: render them with the pure traffic providers (``vela_progressive.core.traffic``) once
-    their API is settled; they need the routing objects' current state, so an offline preview
-    must build skeletons of the stable Ingress/HTTPRoute/VirtualService first.
+    Computed by the traffic providers against skeletons of the user's routing objects (the
+    real ones are only known in the cluster); each object says so in an annotation.
     """
-    del p, step
-    return []
+    route = RouteState(weight=step.weight or 0, matches=step.matches)
+    label = POD_TEMPLATE_HASH if p.target.kind == "Deployment" else CONTROLLER_REVISION_HASH
+    objects: list[Obj] = []
+    for routing in p.strategy.routings:
+        try:
+            objects += preview_step(
+                routing,
+                p.namespace,
+                route,
+                revision_label=label,
+                disable_canary_service=p.strategy.disable_canary_service,
+            )
+        except TrafficConfigError as exc:
+            raise UserError(f"{p.target.path}: step {step.index}: {exc}") from None
+    return objects
 
 
 def _hold_patch(p: Preview) -> tuple[str, Obj] | None:
