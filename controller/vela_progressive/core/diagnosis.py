@@ -23,7 +23,7 @@ _HINTS = {
     "ContainerConfig": "a referenced ConfigMap/Secret or the container config is wrong",
     "Unschedulable": "no node can run the pod: check resources, node selectors and taints",
     "NotReady": "the pods run but their readiness probe does not pass",
-    "Pending": "the pods were not created yet: check the workload's events",
+    "Pending": "the pods were not created yet: check their events",
 }
 
 
@@ -59,8 +59,9 @@ def pod_reason(pod: Obj) -> str | None:
 def classify(pods: Iterable[Obj]) -> tuple[str, str]:
     """The most common blocking reason among ``pods`` and a message saying what to do.
 
-    >>> classify([{"status": {"phase": "Pending"}}])
-    ('Pending', '1 pod(s) Pending: the pods were not created yet: check the workload\\'s events')
+    >>> classify([{"status": {"phase": "Pending"}}])[1]
+    '1 pod(s) Pending: the pods were not created yet: check their events'
+
     >>> classify([])
     ('Pending', 'no pod of the new revision exists yet')
     """
