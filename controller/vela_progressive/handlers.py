@@ -179,7 +179,8 @@ def workload_changed(
 
 @kopf.on.delete(API_GROUP, API_VERSION, PLURAL)
 async def released(body: kopf.Body, memo: Any, **_: Any) -> None:
-    await memo.reconciler.release(dict(body))
+    if not await memo.reconciler.release(dict(body)):
+        raise kopf.TemporaryError("handing the workload back to its controller", delay=2)
 
 
 # ---------------------------------------------------------------- the hold webhook

@@ -149,14 +149,13 @@ async def test_rollback_to_the_stable_revision_skips_the_steps(
     rel = Release(kube, namespace, "Deployment")
     await rel.create(6, APPROVAL_STEPS, releaseMode="batch")
     await rel.set_image(V2, "app-v2")
-    await rel.wait_step(2 - 1)
+    await rel.wait_step(1)
     await rel.approve(1)
     await rel.wait_step(2)
     await rel.set_image(V1, "app-v3")
     status = await rel.wait_phase("Healthy")
     assert "rolled back" in status["message"]
-    states = [entry["state"] for entry in status["timeline"]]
-    assert "WaitingApproval" not in states[states.index("Completed") - 1 :]
+    assert max(entry["step"] for entry in status["timeline"]) == 2, "a step ran after step 2"
     await rel.assert_consistent(V1, 6)
 
 

@@ -192,7 +192,7 @@ def rollout_resource(p: Preview) -> Obj:
         "kind": KIND,
         "metadata": {"name": t.component, "namespace": p.namespace},
         "spec": {
-            "workloadRef": {"apiVersion": t.api_version, "kind": t.kind, "name": t.component},
+            "workloadRef": {"apiVersion": t.api_version, "kind": t.kind, "name": t.workload_name},
             "application": {"name": t.app, "component": t.component},
             "revision": {"name": "", "number": 0, "publishVersion": p.publish_version},
             "strategy": resolve_strategy(t.properties, t.component),
@@ -206,7 +206,7 @@ def _meta(p: Preview, name: str) -> Obj:
 
 def _workload_preview(p: Preview, step: PlannedStep) -> list[tuple[str, Obj]]:
     """The workload objects changed at ``step``: (what happens, object or merge patch)."""
-    t, name = p.target, p.target.component
+    t, name = p.target, p.target.workload_name
     if p.plan.mode is ReleaseMode.CANARY:
         return [
             (
@@ -287,7 +287,7 @@ def _traffic_preview(p: Preview, step: PlannedStep) -> list[Obj]:
 
 
 def _hold_patch(p: Preview) -> tuple[str, Obj] | None:
-    t, name = p.target, p.target.component
+    t, name = p.target, p.target.workload_name
     if t.kind == "Deployment":
         spec: Obj = {"paused": True}
         if p.plan.mode is ReleaseMode.BATCH:
@@ -356,6 +356,7 @@ def _size(p: Preview) -> str:
         "default": "default; use --replicas to change",
         "component properties": "from the component's replicas",
         "scaler trait": "from the scaler trait",
+        "component object": "from the component's object",
         "--replicas": "from --replicas",
     }[p.replicas_source]
     return f"{p.replicas} {pods} ({source})"
@@ -388,13 +389,14 @@ def render_table(p: Preview) -> str:
 
 
 def _finale(p: Preview) -> str:
-    name, n = p.target.component, len(p.plan.steps)
+    name, n = p.target.workload_name, len(p.plan.steps)
     routed = bool(p.strategy.routings)
+    pods = f"{p.replicas} pod" + ("" if p.replicas == 1 else "s")
     if p.plan.mode is ReleaseMode.CANARY:
-        text = f"After step {n}: {name} rolls to the new version ({p.replicas} pods)"
+        text = f"After step {n}: {name} rolls to the new version ({pods})"
         text += ", traffic returns to the stable Service" if routed else ""
         return text + f" and {name}-canary is deleted."
-    text = f"After step {n}: all {p.replicas} pods run the new version"
+    text = f"After step {n}: every pod ({pods}) runs the new version"
     text += ", traffic returns to the stable Service" if routed else ""
     return text + f" and {name} gets its own update strategy back."
 
@@ -410,7 +412,7 @@ def render_json(previews: list[Preview]) -> str:
                     "workload": {
                         "apiVersion": p.target.api_version,
                         "kind": p.target.kind,
-                        "name": p.target.component,
+                        "name": p.target.workload_name,
                     },
                     "replicas": p.replicas,
                     "mode": p.plan.mode.value,

@@ -765,26 +765,48 @@ the previous step's 50; weights never decrease — raise it to at least 50
 
 
 def resolve_strategy(props: dict[str, Any], component: str) -> dict[str, Any]:
-    """Validated properties with every routing object name resolved, i.e. the CR's
-    ``spec.strategy`` (what :meth:`Strategy.from_properties` reads).
+    """Validated properties with every routing resolved, i.e. the CR's ``spec.strategy`` (what
+    :meth:`Strategy.from_properties` reads), as the trait's CUE renders it: ``aliyun-alb``
+    becomes an ``ingress`` of class ``aliyun-alb``, the stable Service and the routed object
+    default to the component name, and only the fields of the routing's type are kept.
 
     >>> resolve_strategy(validate_properties({"canary": {"steps": [{"weight": 10}],
-    ...     "trafficRoutings": [{"type": "gateway"}]}}), "web")["canary"]["trafficRoutings"]
-    ... # doctest: +NORMALIZE_WHITESPACE
-    [{'type': 'gateway', 'gracePeriodSeconds': 5, 'ingressClass': 'nginx', 'service': 'web',
-      'gatewayHTTPRouteName': 'web'}]
+    ...     "trafficRoutings": [{"type": "gateway"}, {"type": "aliyun-alb"}]}}),
+    ...     "web")["canary"]["trafficRoutings"]  # doctest: +NORMALIZE_WHITESPACE
+    [{'type': 'gateway', 'service': 'web', 'gracePeriodSeconds': 5,
+      'gatewayHTTPRouteName': 'web'},
+     {'type': 'ingress', 'service': 'web', 'gracePeriodSeconds': 5,
+      'ingressClass': 'aliyun-alb', 'ingressName': 'web'}]
     """
     out = copy.deepcopy(props)
-    name_field = {
-        "ingress": "ingressName",
-        "aliyun-alb": "ingressName",
-        "gateway": "gatewayHTTPRouteName",
-        "istio": "virtualServiceName",
-    }
-    for routing in out["canary"].get("trafficRoutings", []):
-        routing.setdefault("service", component)
-        routing.setdefault(name_field[routing.get("type", "ingress")], component)
+    canary = out["canary"]
+    if "trafficRoutings" in canary:
+        canary["trafficRoutings"] = [
+            _resolve_routing(r, component) for r in canary["trafficRoutings"]
+        ]
     return out
+
+
+def _resolve_routing(raw: dict[str, Any], component: str) -> dict[str, Any]:
+    rtype = raw.get("type", "ingress")
+    resolved: dict[str, Any] = {
+        "type": "ingress" if rtype == "aliyun-alb" else rtype,
+        "service": raw.get("service", component),
+        "gracePeriodSeconds": raw.get("gracePeriodSeconds", 5),
+    }
+    if rtype == "aliyun-alb":
+        resolved["ingressClass"] = "aliyun-alb"
+    elif rtype == "ingress":
+        resolved["ingressClass"] = raw.get("ingressClass", "nginx")
+    if rtype in ("ingress", "aliyun-alb"):
+        resolved["ingressName"] = raw.get("ingressName", component)
+    elif rtype == "gateway":
+        resolved["gatewayHTTPRouteName"] = raw.get("gatewayHTTPRouteName", component)
+    elif rtype == "istio":
+        resolved["virtualServiceName"] = raw.get("virtualServiceName", component)
+        if "destinationRuleName" in raw:
+            resolved["destinationRuleName"] = raw["destinationRuleName"]
+    return resolved
 
 
 # --------------------------------------------------------------------------------------------
@@ -799,20 +821,38 @@ class ComponentTraits:
     namespace: str
     component: str
     type: str
-    #: Workload apiVersion and kind (from workloadType, else from the component type).
+    #: Workload apiVersion and kind (from workloadType, else from the component's output).
     api_version: str
     kind: str
-    #: Workload size: the component's ``replicas`` property or a ``scaler`` trait, else 1.
+    #: Workload size: a ``scaler`` trait, the component's ``replicas`` property or its object's
+    #: ``spec.replicas`` (``k8s-objects``), else 1.
     replicas: int
     replicas_source: str
     #: Validated properties, defaults applied (names not resolved).
     properties: dict[str, Any]
     #: Where the trait is, e.g. ``spec.components[0].traits[1]``.
     path: str
+    #: The workload's name: the component's, or its output object's (``k8s-objects``).
+    workload: str = ""
+
+    @property
+    def workload_name(self) -> str:
+        return self.workload or self.component
 
     @property
     def strategy(self) -> Strategy:
         return Strategy.from_properties(self.properties, self.component)
+
+
+def _output_object(comp: dict[str, Any]) -> dict[str, Any] | None:
+    """The first object of a ``k8s-objects`` component: KubeVela's ``context.output``."""
+    if comp.get("type") != "k8s-objects":
+        return None
+    props = comp.get("properties")
+    objects = props.get("objects") if isinstance(props, dict) else None
+    if isinstance(objects, list) and objects and isinstance(objects[0], dict):
+        return objects[0]
+    return None
 
 
 def _component_replicas(comp: dict[str, Any], where: str) -> tuple[int, str]:
@@ -845,6 +885,10 @@ def _component_replicas(comp: dict[str, Any], where: str) -> tuple[int, str]:
                 ]
             )
         return int(value), "component properties"
+    output = _output_object(comp)
+    spec = output.get("spec") if output else None
+    if isinstance(spec, dict) and _is_integer(None, spec.get("replicas")):
+        return int(spec["replicas"]), "component object"
     return 1, "default"
 
 
@@ -959,8 +1003,13 @@ def _component_traits(
         )
     raw = trait["properties"]
     wt = raw.get("workloadType") if isinstance(raw, dict) else None
+    output = _output_object(comp) or {}
+    out_meta = output.get("metadata") if isinstance(output.get("metadata"), dict) else {}
+    assert isinstance(out_meta, dict)
     if isinstance(wt, dict) and isinstance(wt.get("kind"), str):
         api_version, kind = str(wt.get("apiVersion", "apps/v1")), wt["kind"]
+    elif isinstance(output.get("apiVersion"), str) and isinstance(output.get("kind"), str):
+        api_version, kind = output["apiVersion"], output["kind"]
     elif ctype in COMPONENT_KINDS:
         api_version, kind = COMPONENT_KINDS[ctype]
     else:
@@ -991,4 +1040,5 @@ def _component_traits(
         replicas_source=source,
         properties=props,
         path=at,
+        workload=str(out_meta.get("name") or ""),
     )

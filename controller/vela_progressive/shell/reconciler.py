@@ -103,12 +103,15 @@ class Reconciler:
         requeue = await self._reconcile(cr, status)
         return Outcome(status=status, requeue=requeue, changed=status != before)
 
-    async def release(self, cr: Obj) -> None:
-        """The CR (or the trait) is going away: hand the workload back in a consistent state."""
+    async def release(self, cr: Obj) -> bool:
+        """The CR (or the trait) is going away: hand the workload back in a consistent state.
+
+        ``True`` once done; call again until then (the workload's controller is finishing).
+        """
         try:
             strategy, kind = self._strategy(cr)
         except InvalidSpec:
-            return
+            return True
         meta = cr["metadata"]
         adapter = adapter_for(
             self.kube,
@@ -120,10 +123,12 @@ class Reconciler:
         try:
             view = await adapter.observe((cr.get("status") or {}).get("stableRevision"))
         except WorkloadMissing:
-            return
+            return True
         await self.traffic.restore(strategy.routings, self._ctx(adapter, view, strategy))
-        await adapter.finalize(view)
+        if not await adapter.finalize(view):
+            return False
         await self.events.post(cr, "Normal", "Released", "rollout removed: workload handed back")
+        return True
 
     # ------------------------------------------------------------------ internals
     def _strategy(self, cr: Obj) -> tuple[Strategy, str]:
@@ -203,16 +208,18 @@ class Reconciler:
         if not releasing:
             if view.idle:
                 return self._healthy(status, view, now, "all pods run the current revision")
+            if view.stable_revision in (None, view.update_revision):
+                # The first revision is still rolling out: nothing stable to protect.
+                if view.held:
+                    await adapter.finalize(view)
+                status.update(phase=Phase.INITIALIZING, message="the first revision is rolling out")
+                return ACTIVE
             if not view.held:
                 if await adapter.hold(view):
                     msg = "the hold webhook missed a template change; held by the controller"
                     set_condition(status, "HoldMissed", True, "HeldByWatch", msg, now)
                     await self.events.post(cr, "Warning", "HoldMissed", msg)
                 view = await adapter.observe(None)
-            if view.stable_revision is None or view.stable_revision == view.update_revision:
-                # First rollout of this workload (nothing stable to protect): let it go.
-                await adapter.finalize(view)
-                return self._healthy(status, view, now, "first revision: nothing to release")
             return await self._start(cr, status, view, now, "release started")
 
         # ---- a release is in flight
@@ -294,15 +301,22 @@ class Reconciler:
         total = len(steps)
         state = status.get("stepState") or StepState.UPGRADING
         status["currentWeight"] = step.weight
+        expected_old = view.replicas - step.new_pods
+        if strategy.mode_for(view.kind) is ReleaseMode.CANARY:
+            expected_old = view.replicas
+        if state != StepState.UPGRADING and (
+            view.new_pods != step.new_pods or view.old_pods > expected_old
+        ):
+            # The workload drifted from the step (scaled, pods deleted): bring it back first.
+            state = StepState.UPGRADING
+            status.update(stepState=state, stepStartedAt=iso(now))
+            record(status, index, state, f"workload changed: {view.replicas} replicas", now)
 
         if state == StepState.UPGRADING:
             tolerated = failure_threshold_pods(strategy, step.new_pods)
             ready = view.new_ready >= step.new_pods - tolerated and view.new_pods >= step.new_pods
             await adapter.scale_to(view, step.new_pods, surge_ready=ready)
             view = await adapter.observe(status.get("stableRevision"))
-            expected_old = view.replicas - step.new_pods
-            if strategy.mode_for(view.kind) is ReleaseMode.CANARY:
-                expected_old = view.replicas
             done = (
                 view.new_pods == step.new_pods
                 and view.new_ready >= step.new_pods - tolerated

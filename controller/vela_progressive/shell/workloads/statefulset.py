@@ -113,7 +113,17 @@ class PartitionStatefulSet:
         return not was_held
 
     async def scale_to(self, view: WorkloadView, new_pods: int, *, surge_ready: bool) -> None:
-        await self._set_partition(max(view.replicas - new_pods, 0))
+        partition = max(view.replicas - new_pods, 0)
+        await self._set_partition(partition)
+        # Pods below the partition on a superseded revision (a newer revision arrived
+        # mid-release) are never updated by the StatefulSet controller: delete them, it
+        # recreates them from the current (stable) revision.
+        keep = {view.stable_revision, view.update_revision}
+        for pod in self._pods:
+            ordinal = int(pod["metadata"]["name"].rsplit("-", 1)[-1])
+            revision = pod["metadata"]["labels"].get(CONTROLLER_REVISION_HASH)
+            if ordinal < partition and revision not in keep:
+                await self.kube.delete("v1", "Pod", pod["metadata"]["name"], self.namespace)
 
     async def abort(self, view: WorkloadView) -> None:
         await self._set_partition(view.replicas)
