@@ -102,15 +102,8 @@ async def test_pause_stops_the_release_and_resume_continues_it(
     controller: Controller, kube: Kube, namespace: str
 ) -> None:
     rel = Release(kube, namespace, "Deployment")
-    await rel.create(
-        4,
-        [
-            {"replicas": 1, "duration": 1},
-            {"replicas": 2, "duration": 1},
-            {"replicas": 4, "duration": 0},
-        ],
-        releaseMode="batch",
-    )
+    steps = [{"replicas": 1, "duration": 5}, {"replicas": 2, "duration": 1}, {"replicas": 4}]
+    await rel.create(4, steps, releaseMode="batch", auto=False)
     await rel.set_image(V2, "app-v2")
     await rel.wait_step(1, "Waiting")
     await rel.pause(True)
