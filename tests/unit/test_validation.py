@@ -598,3 +598,37 @@ def test_there_are_example_applications_with_the_trait() -> None:
 def test_example_applications_are_valid(path: Path) -> None:
     for app in _trait_apps(path):
         assert validate_application(app)
+
+
+def test_a_k8s_objects_component_releases_its_first_object() -> None:
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "search-backend"},
+        "spec": {"replicas": 6},
+    }
+    comp = _component(ctype="k8s-objects")
+    comp["properties"] = {"objects": [deployment, {"apiVersion": "v1", "kind": "Service"}]}
+    (found,) = validate_application(_app(comp))
+    assert (found.kind, found.workload_name, found.replicas) == ("Deployment", "search-backend", 6)
+    assert found.replicas_source == "component object"
+
+
+@pytest.mark.parametrize(
+    "routings",
+    [
+        [{"type": "ingress"}],
+        [{"type": "aliyun-alb", "ingressName": "pub", "service": "api"}],
+        [{"type": "ingress", "ingressClass": "higress", "gracePeriodSeconds": 0}],
+        [{"type": "gateway"}, {"type": "istio", "destinationRuleName": "dr"}],
+    ],
+)
+def test_the_resolved_strategy_reads_back_as_the_same_strategy(
+    routings: list[dict[str, Any]],
+) -> None:
+    props = validate_properties(
+        {"canary": {"steps": [{"weight": 10}], "trafficRoutings": routings}}, component="web"
+    )
+    resolved = resolve_strategy(props, "web")
+    assert Strategy.from_properties(resolved, "other") == Strategy.from_properties(props, "web")
+    validate_properties(resolved, component="other")

@@ -396,7 +396,7 @@ def _finale(p: Preview) -> str:
         text = f"After step {n}: {name} rolls to the new version ({pods})"
         text += ", traffic returns to the stable Service" if routed else ""
         return text + f" and {name}-canary is deleted."
-    text = f"After step {n}: every pod ({pods}) runs the new version"
+    text = f"After step {n}: every pod runs the new version ({pods})"
     text += ", traffic returns to the stable Service" if routed else ""
     return text + f" and {name} gets its own update strategy back."
 
