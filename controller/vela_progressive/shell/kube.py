@@ -133,7 +133,7 @@ class Kube:
                 query_params=query or [],
                 header_params={"Content-Type": content_type, "Accept": "application/json"},
                 body=body,
-                response_types_map={"200": "object", "201": "object", "202": "object"},
+                response_types_map={200: "object", 201: "object", 202: "object"},
                 auth_settings=["BearerToken"],
                 _return_http_data_only=True,
             )
