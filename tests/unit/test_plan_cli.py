@@ -345,7 +345,57 @@ def test_every_registered_verb_has_a_unique_name() -> None:
     assert len(names) == len(set(names))
 
 
+@pytest.mark.parametrize("ref", cli_main.VERBS, ids=lambda r: r.name)
+def test_each_registered_verb_loads_with_the_help_line_it_is_listed_with(
+    ref: cli_main.VerbRef,
+) -> None:
+    assert ref.load().help == ref.help
+
+
+def test_a_registry_entry_must_point_at_its_verb() -> None:
+    with pytest.raises(TypeError, match="is not the Verb 'status'"):
+        cli_main.VerbRef("status", "x", "vela_progressive.cli.plan:VERB").load()
+
+
+def test_plan_runs_without_importing_the_kubernetes_client() -> None:
+    script = (
+        "import sys\n"
+        "from vela_progressive.cli.main import main\n"
+        f"code = main(['plan', {str(CANARY_APP)!r}])\n"
+        "print(code, 'kubernetes_asyncio' in sys.modules, 'vela_progressive.shell' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.splitlines()[-1] == "0 False False"
+
+
+def test_help_lists_every_verb_without_loading_them(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--help"])
+    assert caught.value.code == 0
+    out = capsys.readouterr().out
+    for ref in cli_main.VERBS:
+        assert ref.name in out
+
+
 def test_table_aligns_columns_without_trailing_blanks() -> None:
     assert table(["A", "LONGER", "C"], [["xyz", 1, ""], ["", 22, "z"]]) == (
         "A    LONGER  C\nxyz  1\n     22      z"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "verb"),
+    [
+        (["plan", "a.yaml"], "plan"),
+        (["-n", "plan", "status", "web"], "status"),
+        (["--kubeconfig", "k", "--namespace=x", "approve"], "approve"),
+        (["-h"], None),
+        (["nope"], None),
+    ],
+)
+def test_the_chosen_verb_is_the_first_argument_that_is_not_a_global_flag(
+    argv: list[str], verb: str | None
+) -> None:
+    assert cli_main.chosen_verb(argv, [v.name for v in cli_main.VERBS]) == verb
