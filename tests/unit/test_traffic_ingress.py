@@ -223,7 +223,7 @@ REJECTED: dict[str, tuple[str, RouteState, str]] = {
     "header AND cookie": (
         "nginx",
         RouteState(0, (_match(headers=[{"name": "x", "value": "1"}], cookies=[{"name": "c"}]),)),
-        "exactly one condition",
+        "its own match entry",
     ),
     "cookie value": (
         "nginx",

@@ -89,9 +89,9 @@ class IngressProvider:
             problems.append(f"{pid} cannot route by {feature}")
         if any(_conditions(m) != 1 for m in route.matches):
             problems.append(
-                f"{pid}: each match entry must hold exactly one condition (one header or one "
-                "cookie); conditions inside an entry would have to be ANDed, which a canary "
-                "Ingress cannot express"
+                f"{pid}: a match entry with several conditions needs them ANDed, which a canary "
+                "Ingress cannot express; put each condition in its own match entry, or use "
+                "type gateway or istio"
             )
         headers = [h for m in route.matches for h in m.headers]
         cookies = [c for m in route.matches for c in m.cookies]

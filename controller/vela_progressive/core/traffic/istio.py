@@ -110,7 +110,8 @@ class IstioProvider:
                 )
             if match.cookies and any(h.name.lower() == "cookie" for h in match.headers):
                 problems.append(
-                    f"{pid}: a match entry cannot have both a cookie and a 'cookie' header"
+                    f"{pid}: a match entry cannot have both a cookie and a 'cookie' header; "
+                    "drop the 'cookie' header condition"
                 )
         return tuple(problems)
 
