@@ -137,6 +137,7 @@ BINARIES = (
     "vela-core",
     "vela",
 )
+LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 PORT_NAMES = (
     "etcd",
     "etcd-peer",
@@ -831,10 +832,7 @@ class Starter:
                 f"--listen-peer-urls={peer}",
                 f"--initial-advertise-peer-urls={peer}",
                 f"--initial-cluster=default={peer}",
-                "--unsafe-no-fsync=true",
-                "--auto-compaction-mode=periodic",
-                "--auto-compaction-retention=5m",
-                "--quota-backend-bytes=4294967296",
+                "--unsafe-no-fsync=true",  # test data: speed over durability
                 "--log-level=warn",
             ],
         )
@@ -917,7 +915,6 @@ class Starter:
             [
                 self.bin("kwok"),
                 f"--kubeconfig={kubeconfig}",
-                f"--config={kwok_home / 'kwok.yaml'}",
                 "--manage-all-nodes=true",
                 f"--cidr={POD_CIDR}",
                 "--node-lease-duration-seconds=40",
@@ -1009,7 +1006,7 @@ class Starter:
     def check_loopback_only(self) -> None:
         for record in self.st.processes:
             for sock in listeners_of(record.pid):
-                if sock.address not in ("127.0.0.1", "::ffff:127.0.0.1"):
+                if sock.address not in LOOPBACK:
                     raise WorldError(
                         f"{record.name} listens on {sock.address}:{sock.port}, not 127.0.0.1",
                         record.name,

@@ -108,7 +108,7 @@ class Cluster:
         return yaml.safe_load(self.kubectl("get", *args, "-o", "yaml").stdout)
 
     def wait_for(
-        self, predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.5
+        self, predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5
     ) -> T:
         """Call ``predicate`` until it returns something truthy and return that value.
 

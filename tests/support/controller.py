@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -90,7 +91,7 @@ class Controller:
 
 
 @pytest.fixture(scope="session")
-def controller(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]:
+def controller(cluster: Cluster) -> Iterator[Controller]:
     cluster.kubectl("apply", "--server-side", "-f", str(CRD))
     cluster.kubectl(
         "wait",
@@ -98,7 +99,9 @@ def controller(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> It
         "--timeout=60s",
         f"crd/progressiverollouts.{API_GROUP}",
     )
-    ctl = Controller(cluster, tmp_path_factory.mktemp("controller"))
+    # Not under pytest's tmp dirs: those are pruned by other sessions while this one runs.
+    state = Path(tempfile.mkdtemp(prefix="vela-progressive-controller-"))
+    ctl = Controller(cluster, state)
     ctl.start()
     try:
         yield ctl
@@ -106,6 +109,16 @@ def controller(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> It
         ctl.stop()
         if os.environ.get("VP_SHOW_CONTROLLER_LOG"):
             print(ctl.tail(200))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failure, attach the controller log's tail to the report."""
+    outcome = yield
+    report = outcome.get_result()
+    ctl = item.funcargs.get("controller") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(ctl, Controller):
+        report.sections.append(("controller log (tail)", ctl.tail(80)))
 
 
 @pytest.fixture
