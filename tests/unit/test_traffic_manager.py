@@ -288,3 +288,13 @@ async def test_canary_pods_are_counted_when_there_is_no_canary_service(kube: Fak
     kube._put(pod("b", "False", new))
     kube._put(pod("c", "True", {"app": "web", "pod-template-hash": "old"}))
     assert await TrafficManager(kube).canary_endpoints_ready(ROUTINGS, ctx) == 1
+
+
+async def test_routings_that_cannot_work_together_are_refused_before_any_write(
+    kube: FakeKube,
+) -> None:
+    subsets = TrafficRouting.from_dict({"type": "istio", "destinationRuleName": "web"}, "web")
+    manager = TrafficManager(kube)
+    with pytest.raises(TrafficError, match=r"trafficRoutings: .*unpinned"):
+        await manager.ensure_services((INGRESS, subsets), CTX)
+    assert manager.writes == 0

@@ -26,6 +26,7 @@ from vela_progressive.core.traffic import (
     RouteState,
     TrafficConfigError,
     TrafficContext,
+    check_routings,
     pinned_services,
     provider_for,
     stable_services,
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Provider name used in errors about the canary/stable Services.
 SERVICES = "services"
+#: Provider name used in errors about the routings taken together.
+ROUTINGS = "trafficRoutings"
 _CONFIG_ERRORS = (TrafficConfigError, UnknownProviderError, RenderError)
 
 
@@ -77,6 +80,7 @@ class TrafficManager:
         self, routings: Sequence[TrafficRouting], ctx: TrafficContext, route: RouteState
     ) -> None:
         """Route ``route`` (weight + matches) through every routing, or change nothing."""
+        _check_together(routings)
         seen = await self._read(r for routing in routings for r in _refs(routing, ctx))
         plans = []
         for routing in routings:
@@ -101,6 +105,7 @@ class TrafficManager:
         self, routings: Sequence[TrafficRouting], ctx: TrafficContext
     ) -> None:
         """Canary Services present, stable Services pinned to the stable revision."""
+        _check_together(routings)
         pinned = set(pinned_services(routings))
         await self._services(
             routings,
@@ -261,6 +266,12 @@ class TrafficManager:
                 ok = False
                 log.error("could not undo the change to %s: %s", ref, exc)
         return ok
+
+
+def _check_together(routings: Sequence[TrafficRouting]) -> None:
+    problems = check_routings(routings)
+    if problems:
+        raise TrafficError(ROUTINGS, None, "; ".join(problems))
 
 
 def _refs(routing: TrafficRouting, ctx: TrafficContext) -> list[ObjectRef]:
