@@ -247,7 +247,7 @@ async def test_header_matches_on_every_provider_then_restore(
     kube: Kube, world: TrafficContext
 ) -> None:
     ns = world.namespace
-    routings = (INGRESS, GATEWAY, ISTIO_HOST, ISTIO_SUBSET)
+    routings = (INGRESS, GATEWAY, ISTIO_HOST)
     before = await _snapshot(kube, ns)
     manager = TrafficManager(kube)
     route = RouteState(0, (HEADER,))
@@ -273,20 +273,53 @@ async def test_header_matches_on_every_provider_then_restore(
     ]
     assert [b["name"] for b in canary_rule["backendRefs"]] == ["web-canary"]
 
-    dr = await _get(kube, ObjectRef("networking.istio.io/v1", "DestinationRule", ns, "web"))
-    assert dr is not None
-    assert [s["name"] for s in dr["spec"]["subsets"]] == ["stable", "canary"]
-    mesh = await _get(kube, ObjectRef("networking.istio.io/v1", "VirtualService", ns, "web-mesh"))
-    assert mesh is not None
-    assert [r["route"][0]["destination"].get("subset") for r in mesh["spec"]["http"]] == [
-        "canary",
-        "stable",
+    vs = await _get(kube, ObjectRef("networking.istio.io/v1", "VirtualService", ns, "web"))
+    assert vs is not None
+    assert [r.get("name") for r in vs["spec"]["http"]] == ["main-canary", "main"]
+    assert vs["spec"]["http"][0]["match"] == [
+        {"uri": {"prefix": "/"}, "headers": {"x-canary": {"exact": "yes"}}}
     ]
 
     await manager.restore(routings, world)
     after = await _snapshot(kube, ns)
     assert after == before
     assert all(ORIGINAL_ANNOTATION not in part["annotations"] for part in after.values())
+
+
+async def test_istio_subsets_with_a_header_match_then_restore(
+    kube: Kube, world: TrafficContext
+) -> None:
+    ns = world.namespace
+    routings = (ISTIO_SUBSET,)
+    before = await _snapshot(kube, ns)
+    manager = TrafficManager(kube)
+    await manager.ensure_services(routings, world)
+    stable_svc = await _get(kube, ObjectRef("v1", "Service", ns, "web"))
+    assert stable_svc is not None
+    assert stable_svc["spec"]["selector"] == {"app": "web"}, "subsets need the Service unpinned"
+
+    route = RouteState(40, (HEADER,))
+    expected = await _expected(kube, routings, world, route)
+    await manager.apply_step(routings, world, route)
+    await _assert_stored(kube, expected)
+    dr = await _get(kube, ObjectRef("networking.istio.io/v1", "DestinationRule", ns, "web"))
+    assert dr is not None
+    assert dr["spec"]["subsets"] == [
+        {"name": "stable", "labels": STABLE},
+        {"name": "canary", "labels": CANARY},
+    ]
+    mesh = await _get(kube, ObjectRef("networking.istio.io/v1", "VirtualService", ns, "web-mesh"))
+    assert mesh is not None
+    canary_route, weighted = mesh["spec"]["http"]
+    assert canary_route["route"] == [{"destination": {"host": "web", "subset": "canary"}}]
+    assert weighted["route"] == [
+        {"destination": {"host": "web", "subset": "stable"}, "weight": 60},
+        {"destination": {"host": "web", "subset": "canary"}, "weight": 40},
+    ]
+
+    await manager.restore(routings, world)
+    await manager.restore_services(routings, world)
+    assert await _snapshot(kube, ns) == before
 
 
 async def test_a_rejected_second_routing_rolls_the_first_one_back(
