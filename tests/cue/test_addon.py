@@ -1,0 +1,299 @@
+"""The addon's CUE (template.cue, resources/*.cue, parameter.cue, NOTES.cue) evaluated by vela.
+
+``vela addon enable`` compiles ``parameter.cue`` + ``context: metadata: <metadata.yaml>`` +
+``parameter: <args>`` with ``template.cue`` and the ``package main`` files of ``resources/``, and
+reads ``output`` (the addon Application) and ``outputs`` (objects applied directly). The same
+files are put into a probe ComponentDefinition here, so vela's CUE evaluates them offline with
+the enable arguments as the component's properties. The assembled addon directory (``make
+addon``) is checked too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.cue.vela import REPO, Vela, VelaError
+from tests.support.golden import assert_matches_golden
+
+from vela_progressive.core import model
+
+ADDON = REPO / "addon"
+GOLDEN = REPO / "tests/golden/cue/addon"
+_IMPORT = re.compile(r'^import\s+(?:"([^"]+)"|\(\s*((?:"[^"]+"\s*)+)\))', re.M)
+
+
+def _split_imports(text: str) -> tuple[list[str], str]:
+    imports: list[str] = []
+    for single, group in _IMPORT.findall(text):
+        imports.extend([single] if single else re.findall(r'"([^"]+)"', group))
+    body = _IMPORT.sub("", text)
+    body = re.sub(r"^package main\s*$", "", body, flags=re.M)
+    return imports, body
+
+
+def _probe(name: str, files: list[Path], tail: str) -> str:
+    meta = yaml.safe_load((REPO / "metadata.yaml").read_text())
+    imports: list[str] = []
+    bodies = []
+    for path in files:
+        found, body = _split_imports(path.read_text())
+        imports.extend(found)
+        bodies.append(f"// --- {path.relative_to(REPO)}\n{body}")
+    head = "".join(f'import "{i}"\n' for i in sorted(set(imports)))
+    template = f"{head}\ncontext: metadata: {json.dumps(meta)}\n" + "\n".join(bodies) + tail
+    return yaml.safe_dump(
+        {
+            "apiVersion": "core.oam.dev/v1beta1",
+            "kind": "ComponentDefinition",
+            "metadata": {"name": name, "namespace": "vela-system"},
+            "spec": {
+                "workload": {"type": "autodetects.core.oam.dev"},
+                "schematic": {"cue": {"template": template}},
+            },
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def probes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    defs = tmp_path_factory.mktemp("addon-probes")
+    resources = sorted((ADDON / "resources").glob("*.cue"))
+    (defs / "addon-template.yaml").write_text(
+        _probe("addon-template", [ADDON / "parameter.cue", *resources, ADDON / "template.cue"], "")
+    )
+    notes_output = (
+        "\n_notesText: notes\n"
+        'output: {apiVersion: "v1", kind: "ConfigMap", metadata: name: "notes", '
+        "data: notes: _notesText}\n"
+    )
+    (defs / "addon-notes.yaml").write_text(
+        _probe("addon-notes", [ADDON / "parameter.cue", ADDON / "NOTES.cue"], notes_output)
+    )
+    return defs
+
+
+def _render(vela: Vela, probes: Path, tmp: Path, probe: str, args: dict[str, Any]) -> str:
+    app = {
+        "apiVersion": "core.oam.dev/v1beta1",
+        "kind": "Application",
+        "metadata": {"name": "addon-probe", "namespace": "vela-system"},
+        "spec": {"components": [{"name": "addon", "type": probe, "properties": args}]},
+    }
+    (tmp / "app.yaml").write_text(yaml.safe_dump(app))
+    return vela.check("dry-run", "--offline", "-d", str(probes), "-f", str(tmp / "app.yaml"))
+
+
+def _objects(out: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(out) if isinstance(d, dict)]
+
+
+def _addon(
+    vela: Vela, probes: Path, tmp: Path, args: dict[str, Any]
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(dry-run text, the addon Application, the resource-tree ConfigMap)."""
+    out = _render(vela, probes, tmp, "addon-template", args)
+    docs = _objects(out)
+    (app,) = [d for d in docs if d["kind"] == "Application"]
+    (tree,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    return out, app, tree
+
+
+def _component_objects(app: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    return {c["name"]: c["properties"]["objects"] for c in app["spec"]["components"]}
+
+
+def _object(app: dict[str, Any], kind: str) -> dict[str, Any]:
+    found = [o for objs in _component_objects(app).values() for o in objs if o["kind"] == kind]
+    assert len(found) == 1, kind
+    return found[0]
+
+
+LOCAL = {
+    "inCluster": False,
+    "webhookURL": "https://127.0.0.1:9443/",
+    "webhookCABundle": "Q0EK",
+    "webhookFailurePolicy": "Fail",
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("default", {}),
+        ("local-controller", LOCAL),
+        ("namespace", {"namespace": "progressive", "replicas": 2}),
+    ],
+)
+def test_the_addon_application_renders_like_the_golden(
+    vela: Vela, probes: Path, tmp_path: Path, name: str, args: dict[str, Any]
+) -> None:
+    out, _, _ = _addon(vela, probes, tmp_path, args)
+    assert_matches_golden(out, GOLDEN / f"{name}.yaml")
+
+
+def test_by_default_everything_runs_in_vela_system(
+    vela: Vela, probes: Path, tmp_path: Path
+) -> None:
+    _, app, _ = _addon(vela, probes, tmp_path, {})
+    names = [c["name"] for c in app["spec"]["components"]]
+    assert names == [
+        "vela-progressive-rbac",
+        "vela-progressive-controller",
+        "vela-progressive-webhook",
+    ]
+    deploy = _object(app, "Deployment")
+    assert deploy["metadata"]["namespace"] == "vela-system"
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "ghcr.io/vela-progressive/controller:v0.1.0"
+    assert container["ports"] == [{"name": "webhook", "containerPort": 9443, "protocol": "TCP"}]
+    service = _object(app, "Service")
+    assert service["spec"]["ports"][0]["port"] == 443
+    webhook = _object(app, "MutatingWebhookConfiguration")["webhooks"][0]
+    assert webhook["clientConfig"] == {
+        "service": {
+            "name": "vela-progressive-controller",
+            "namespace": "vela-system",
+            "path": "/hold",
+            "port": 443,
+        }
+    }
+    assert webhook["failurePolicy"] == "Ignore"
+
+
+def test_the_webhook_holds_only_labelled_workload_updates(
+    vela: Vela, probes: Path, tmp_path: Path
+) -> None:
+    _, app, _ = _addon(vela, probes, tmp_path, {})
+    config = _object(app, "MutatingWebhookConfiguration")
+    assert config["metadata"]["name"] == "vela-progressive-hold"
+    (webhook,) = config["webhooks"]
+    assert webhook["objectSelector"] == {"matchLabels": {model.HOLD_LABEL: "true"}}
+    assert webhook["sideEffects"] == "None"
+    assert webhook["timeoutSeconds"] == 5
+    assert {op for rule in webhook["rules"] for op in rule["operations"]} == {"UPDATE"}
+    resources = {
+        (g, r) for rule in webhook["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+    }
+    assert resources == {
+        ("apps", "deployments"),
+        ("apps", "statefulsets"),
+        ("apps", "daemonsets"),
+        ("apps.kruise.io", "clonesets"),
+    }
+
+
+def test_a_local_controller_gets_a_url_webhook_and_no_deployment(
+    vela: Vela, probes: Path, tmp_path: Path
+) -> None:
+    _, app, _ = _addon(vela, probes, tmp_path, LOCAL)
+    kinds = {o["kind"] for objs in _component_objects(app).values() for o in objs}
+    assert "Deployment" not in kinds
+    assert "Service" not in kinds
+    assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= kinds
+    webhook = _object(app, "MutatingWebhookConfiguration")["webhooks"][0]
+    assert webhook["clientConfig"] == {"url": "https://127.0.0.1:9443/hold", "caBundle": "Q0EK"}
+    assert webhook["failurePolicy"] == "Fail"
+
+
+def test_another_namespace_is_created_first(vela: Vela, probes: Path, tmp_path: Path) -> None:
+    _, app, _ = _addon(vela, probes, tmp_path, {"namespace": "progressive"})
+    comps = {c["name"]: c for c in app["spec"]["components"]}
+    assert comps["vela-progressive-namespace"]["properties"]["objects"][0]["kind"] == "Namespace"
+    assert comps["vela-progressive-rbac"]["dependsOn"] == ["vela-progressive-namespace"]
+    assert _object(app, "Deployment")["metadata"]["namespace"] == "progressive"
+    binding = _object(app, "ClusterRoleBinding")
+    assert binding["subjects"][0]["namespace"] == "progressive"
+
+
+def test_rbac_grants_only_what_the_controller_uses(
+    vela: Vela, probes: Path, tmp_path: Path
+) -> None:
+    _, app, _ = _addon(vela, probes, tmp_path, {})
+    rules = _object(app, "ClusterRole")["rules"]
+    granted = {
+        (g, r): set(rule["verbs"])
+        for rule in rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+    assert all("*" not in verbs for verbs in granted.values())
+    assert all("*" not in r for _, r in granted)
+    assert granted[(model.API_GROUP, model.PLURAL)] == {"get", "list", "watch", "patch"}
+    assert granted[("", "pods")] == {"get", "list", "watch"}
+    assert granted[("core.oam.dev", "applications")] == {"get", "list", "watch"}
+    assert "secrets" not in {r for _, r in granted}
+    (webhook_rule,) = [r for r in rules if "mutatingwebhookconfigurations" in r["resources"]]
+    assert webhook_rule["resourceNames"] == ["vela-progressive-hold"]
+
+
+def test_the_resource_tree_puts_canary_objects_under_the_rollout(
+    vela: Vela, probes: Path, tmp_path: Path
+) -> None:
+    _, _, tree = _addon(vela, probes, tmp_path, {})
+    assert tree["metadata"]["namespace"] == "vela-system"
+    assert tree["metadata"]["labels"]["rules.oam.dev/resources"] == "true"
+    assert tree["metadata"]["labels"]["rules.oam.dev/resource-format"] == "json"
+    rules = json.loads(tree["data"]["rules"])
+    assert rules[0]["parentResourceType"] == {"group": model.API_GROUP, "kind": model.KIND}
+    kinds = {c["kind"] for c in rules[0]["childrenResourceType"]}
+    assert kinds == {"Deployment", "Service", "Ingress"}
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ({"inCluster": False}, "inCluster=false needs webhookURL"),
+        ({"webhookFailurePolicy": "Sometimes"}, "parameter.webhookFailurePolicy"),
+        ({"webhookURL": "http://127.0.0.1:9443"}, "parameter.webhookURL"),
+        ({"imagePullPolicy": "always"}, "parameter.imagePullPolicy"),
+    ],
+)
+def test_bad_enable_arguments_fail_naming_the_parameter(
+    vela: Vela, probes: Path, tmp_path: Path, args: dict[str, Any], error: str
+) -> None:
+    with pytest.raises(VelaError) as failure:
+        _render(vela, probes, tmp_path, "addon-template", args)
+    assert error in failure.value.stderr
+
+
+@pytest.mark.parametrize(("name", "args"), [("default", {}), ("local-controller", LOCAL)])
+def test_notes_say_what_to_do_next(
+    vela: Vela, probes: Path, tmp_path: Path, name: str, args: dict[str, Any]
+) -> None:
+    (notes,) = _objects(_render(vela, probes, tmp_path, "addon-notes", args))
+    text = notes["data"]["notes"]
+    assert "vela-progressive 0.1.0 is enabled" in text
+    assert_matches_golden(text, GOLDEN / f"notes-{name}.txt")
+
+
+def test_make_addon_assembles_the_directory_vela_reads(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "hack/build_addon.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / model.ADDON_NAME
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert files == [
+        "NOTES.cue",
+        "README.md",
+        "definitions/progressive-rollout.cue",
+        "metadata.yaml",
+        "parameter.cue",
+        "resources/controller.cue",
+        "resources/crd.yaml",
+        "resources/names.cue",
+        "resources/rbac.cue",
+        "resources/webhook.cue",
+        "template.cue",
+    ]
+    assert yaml.safe_load((root / "metadata.yaml").read_text())["name"] == root.name
