@@ -140,8 +140,8 @@ class CueWriter:
     * ``default`` becomes ``*x | T``; an enum's default is the starred member;
     * enums become disjunctions of literals; ``oneOf`` becomes a disjunction;
     * ``minimum``/``maximum`` become bounds, ``pattern`` ``=~``, ``minLength: 1`` ``!=""``,
-      ``minItems``/``maxItems`` ``list.MinItems``/``list.MaxItems``, ``minProperties``
-      ``struct.MinFields``;
+    * ``minItems``, ``maxItems`` and ``minProperties`` become :meth:`limits` on the rendered
+      strategy (``list.MinItems``, ``list.MaxItems``, ``struct.MinFields``);
     * every field gets ``// +usage=`` from its description (a missing one is an error).
     """
 
@@ -176,12 +176,7 @@ class CueWriter:
             body.extend(self.field(name, prop, name in required, depth + 1, f"{path}.{name}"))
         pad = self.indent * depth
         text = "{\n" + "\n".join(body) + f"\n{pad}}}"
-        if wrap:
-            text = f"close({text})"
-        if "minProperties" in node:
-            self.imports.add("struct")
-            text = f"{text} & struct.MinFields({int(node['minProperties'])})"
-        return text
+        return f"close({text})" if wrap else text
 
     def field(
         self, name: str, node: Mapping[str, Any], required: bool, depth: int, path: str
@@ -265,21 +260,51 @@ class CueWriter:
         item = self.expr(node.get("items", {}), depth, f"{path}[]")
         if "|" in item or "&" in item:
             item = f"({item})"
-        parts = [f"[...{item}]"]
-        if "minItems" in node:
-            self.imports.add("list")
-            parts.append(f"list.MinItems({int(node['minItems'])})")
-        if "maxItems" in node:
-            self.imports.add("list")
-            parts.append(f"list.MaxItems({int(node['maxItems'])})")
-        return " & ".join(parts)
+        return f"[...{item}]"
+
+    def limits(self, node: Mapping[str, Any], seen: tuple[str, ...] = ()) -> str | None:
+        """The ``minItems``/``maxItems``/``minProperties`` of a node and everything below it, as
+        one CUE constraint on open structs (``None`` when there are none)."""
+        name, target = resolve(self.root, node)
+        if name is not None:
+            if name in seen:
+                raise SchemaError(f"recursive $ref to {name!r} is not supported")
+            seen = (*seen, name)
+        parts: list[str] = []
+        if target.get("type") == "array":
+            for key, fn in (("minItems", "MinItems"), ("maxItems", "MaxItems")):
+                if key in target:
+                    self.imports.add("list")
+                    parts.append(f"list.{fn}({int(target[key])})")
+            item = self.limits(target.get("items", {}), seen)
+            if item is not None:
+                parts.append(f"[...{item}]")
+        if is_struct(target):
+            if "minProperties" in target:
+                self.imports.add("struct")
+                parts.append(f"struct.MinFields({int(target['minProperties'])})")
+            fields = []
+            for prop_name, prop in target["properties"].items():
+                sub = self.limits(prop, seen)
+                if sub is not None:
+                    fields.append(f"{cue_label(prop_name)}?: {sub}")
+            if fields:
+                parts.append("{" + ", ".join(fields) + "}")
+        return " & ".join(parts) if parts else None
 
 
-def cue_parameter_block(schema: Json, depth: int = 1) -> tuple[str, list[str]]:
-    """The trait's ``#Definitions`` and ``parameter``, and the imports they need."""
+def cue_parameter_block(schema: Json, depth: int = 1) -> tuple[str, str, list[str]]:
+    """The trait's ``#Definitions`` and ``parameter``, the limits of the CR's strategy (list
+    sizes, non-empty objects), and the imports they need.
+
+    The limits constrain the rendered strategy rather than ``parameter`` because ``vela show``
+    cannot document a parameter carrying ``list.MaxItems`` or ``struct.MinFields`` (it prints
+    ``_|_`` and drops the field's table); the error still names the field.
+    """
     writer = CueWriter(schema)
     lines = [*writer.definitions(depth), "", *writer.parameter(depth)]
-    return "\n".join(lines), sorted(writer.imports)
+    limits = writer.limits(schema) or "{}"
+    return "\n".join(lines), limits, sorted(writer.imports)
 
 
 def cue_copy_block(schema: Json, depth: int, special: Mapping[str, str]) -> str:
@@ -548,7 +573,7 @@ def names() -> dict[str, str]:
 
 
 def render_trait(schema: Json) -> str:
-    parameter_block, imports = cue_parameter_block(schema, depth=1)
+    parameter_block, strategy_limits, imports = cue_parameter_block(schema, depth=1)
     # _resolvedRoutings is defined in the template: what TrafficRouting.from_dict computes.
     strategy_block = cue_copy_block(
         schema, depth=4, special={"canary.trafficRoutings": "_resolvedRoutings"}
@@ -564,6 +589,7 @@ def render_trait(schema: Json) -> str:
         description=schema["description"],
         names=names(),
         parameter_block=parameter_block,
+        strategy_limits=strategy_limits,
         strategy_block=strategy_block,
     )
 

@@ -103,6 +103,23 @@ def test_vela_converts_the_trait_into_a_trait_definition(vela: Vela) -> None:
     assert "message:" in spec["status"]["customStatus"]
 
 
+def test_vela_show_documents_every_property(vela: Vela, tmp_path: Path) -> None:
+    """`vela show progressive-rollout` is how users read the properties: no field may render
+    as an error (_|_), and every property has a row."""
+    i18n = tmp_path / "i18n.json"
+    i18n.write_text("{}")
+    out = vela.check("show", str(TRAIT), "--i18n", str(i18n))
+    assert "_|_" not in out
+    rows = {line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")}
+    schema = _json_schema()
+    names = set(schema["properties"])
+    for node in schema["definitions"].values():
+        names |= set(node.get("properties", {}))
+    names |= set(schema["properties"]["canary"]["properties"])
+    names |= set(schema["properties"]["workloadType"]["properties"])
+    assert names <= rows
+
+
 def test_there_are_fixture_apps_for_every_routing_type_and_workload_kind() -> None:
     seen: set[str] = set()
     for app in APPS:

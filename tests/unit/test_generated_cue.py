@@ -13,7 +13,7 @@ from vela_progressive.core import model
 
 
 def _param(schema: dict[str, Any]) -> str:
-    block, _ = gen.cue_parameter_block({"additionalProperties": False, **schema}, depth=0)
+    block, _, _ = gen.cue_parameter_block({"additionalProperties": False, **schema}, depth=0)
     return block
 
 
@@ -42,7 +42,7 @@ def test_generated_files_are_up_to_date() -> None:
 
 def test_every_parameter_gets_a_usage_comment_from_its_description() -> None:
     schema = gen.load_schema()
-    block, _ = gen.cue_parameter_block(schema)
+    block, _, _ = gen.cue_parameter_block(schema)
     lines = block.splitlines()
     fields = [i for i, line in enumerate(lines) if re.match(r"\s*[A-Za-z]\w*\??: ", line)]
     fields = [i for i in fields if not lines[i].lstrip().startswith(("parameter:", "#"))]
@@ -89,13 +89,13 @@ def test_required_fields_are_regular_and_others_optional() -> None:
 
 
 def test_int_or_percent_becomes_an_int_or_pattern_disjunction() -> None:
-    block, _ = gen.cue_parameter_block(gen.load_schema())
+    block, _, _ = gen.cue_parameter_block(gen.load_schema())
     assert 'replicas?: int & >=0 | string & =~"^(100|[1-9]?[0-9])%$"' in block
     assert 'failureThreshold?: int & >=0 | string & =~"^(100|[1-9]?[0-9])%$"' in block
 
 
 def test_objects_are_closed_so_unknown_keys_are_rejected() -> None:
-    block, imports = gen.cue_parameter_block(gen.load_schema())
+    block, _, imports = gen.cue_parameter_block(gen.load_schema())
     assert "\tparameter: close({" in block
     assert "workloadType?: close({" in block
     assert "canary: close({" in block
@@ -120,9 +120,18 @@ def test_header_match_keys_are_lower_case() -> None:
     assert keys == ["type", "name", "value"]
 
 
-def test_list_bounds_and_weight_bounds_are_in_the_cue() -> None:
-    block, _ = gen.cue_parameter_block(gen.load_schema())
-    assert "steps: [...#Step] & list.MinItems(1) & list.MaxItems(50)" in block
+def test_value_bounds_are_on_the_parameter_and_size_limits_on_the_strategy() -> None:
+    block, limits, _ = gen.cue_parameter_block(gen.load_schema())
+    assert "weight?: int & >=0 & <=100" in block
+    assert 'value: string & =~"^/"' in block
+    # list and struct validators on a parameter hide it from `vela show`
+    assert "steps: [...#Step]" in block
+    assert "list." not in block
+    assert "struct." not in block
+    assert limits == (
+        "{canary?: {steps?: list.MinItems(1) & list.MaxItems(50) & "
+        "[...{matches?: [...struct.MinFields(1)]}]}}"
+    )
     assert "weight?: int & >=0 & <=100" in block
     assert 'value: string & =~"^/"' in block
 
