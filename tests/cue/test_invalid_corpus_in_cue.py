@@ -149,5 +149,6 @@ def test_cue_rejects_everything_the_json_schema_rejects(verdicts: dict[str, str 
 def test_structural_mistakes_are_rejected_naming_the_field(
     verdicts: dict[str, str | None], case: str, error: str
 ) -> None:
-    assert verdicts[case] is not None
-    assert error in verdicts[case]
+    verdict = verdicts[case]
+    assert verdict is not None, f"CUE accepted {case}"
+    assert error in verdict
