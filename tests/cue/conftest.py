@@ -22,9 +22,12 @@ BASE_DEFINITIONS = ("webservice", "statefulset", "scaler", "k8s-objects")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests here are the ``cue`` tier, except those on the real cluster (``cluster`` tier)."""
     here = Path(__file__).parent
     for item in items:
-        if here in Path(str(item.fspath)).parents:
+        if here in Path(str(item.fspath)).parents and "cluster" not in getattr(
+            item, "fixturenames", ()
+        ):
             item.add_marker(pytest.mark.cue)
 
 
