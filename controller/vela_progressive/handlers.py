@@ -188,7 +188,7 @@ async def released(body: kopf.Body, memo: Any, **_: Any) -> None:
     "apps",
     "v1",
     "deployments",
-    id="hold",
+    id="hold-deployments",
     labels={HOLD_LABEL: "true"},
     operations=["UPDATE"],
     ignore_failures=FAIL_OPEN,
@@ -198,7 +198,7 @@ async def released(body: kopf.Body, memo: Any, **_: Any) -> None:
     "apps",
     "v1",
     "statefulsets",
-    id="hold",
+    id="hold-statefulsets",
     labels={HOLD_LABEL: "true"},
     operations=["UPDATE"],
     ignore_failures=FAIL_OPEN,
@@ -213,6 +213,6 @@ def hold(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
 
 def main() -> None:
     """Console entry point: ``kopf run`` this module, all namespaces."""
-    args = ["run", "--all-namespaces", "--standalone", __file__, *sys.argv[1:]]
+    args = ["run", "--all-namespaces", "--standalone", "-m", __name__, *sys.argv[1:]]
     sys.argv = ["kopf", *args]
     kopf_cli.main()

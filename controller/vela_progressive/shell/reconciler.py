@@ -313,6 +313,8 @@ class Reconciler:
             record(status, index, state, f"workload changed: {view.replicas} replicas", now)
 
         if state == StepState.UPGRADING:
+            # Stable Services pinned to the stable pods before any new pod exists.
+            await self.traffic.prepare(strategy.routings, ctx)
             tolerated = failure_threshold_pods(strategy, step.new_pods)
             ready = view.new_ready >= step.new_pods - tolerated and view.new_pods >= step.new_pods
             await adapter.scale_to(view, step.new_pods, surge_ready=ready)
