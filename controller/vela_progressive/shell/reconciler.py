@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -94,7 +94,8 @@ class Reconciler:
     traffic: TrafficPort
     events: EventSink
     clock: Callable[[], datetime]
-    _strategies: dict[str, Strategy] = field(default_factory=dict)
+    #: Builds the workload adapter (injected so the release logic can be tested with fakes).
+    adapters: Callable[[Kube, str, str, str, ReleaseMode], WorkloadAdapter] = adapter_for
 
     # ------------------------------------------------------------------ entry points
     async def reconcile(self, cr: Obj) -> Outcome:
@@ -113,7 +114,7 @@ class Reconciler:
         except InvalidSpec:
             return True
         meta = cr["metadata"]
-        adapter = adapter_for(
+        adapter = self.adapters(
             self.kube,
             kind,
             meta["namespace"],
@@ -184,7 +185,7 @@ class Reconciler:
             return IDLE
         set_condition(status, "InvalidSpec", False, "Valid", "the strategy is valid", now)
 
-        adapter = adapter_for(
+        adapter = self.adapters(
             self.kube, kind, meta["namespace"], spec["workloadRef"]["name"], strategy.mode_for(kind)
         )
         releasing = status.get("canaryRevision")

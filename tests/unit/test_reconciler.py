@@ -1,0 +1,235 @@
+"""The release logic of the reconciler, with a fake workload and fake traffic (pure unit tier).
+
+The real-cluster behaviour is covered by tests/integration; these tests pin the ordering rules
+that are hard to provoke on a cluster: traffic waits for canary endpoints, abort and finalize move
+traffic before pods, and revision-scoped operations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from vela_progressive.core.model import API_GROUP, API_VERSION, KIND, PlannedStep, TrafficRouting
+from vela_progressive.core.release import ABORT_ANNOTATION, APPROVE_ANNOTATION
+from vela_progressive.core.workloads import WorkloadView
+from vela_progressive.shell.reconciler import Reconciler, RouteContext
+
+Obj = dict[str, Any]
+T0 = datetime(2026, 11, 26, 12, 0, 0)
+
+
+@dataclass
+class Journal:
+    calls: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FakeWorkload:
+    """A workload whose pods become Ready as soon as they are asked for."""
+
+    journal: Journal
+    view: WorkloadView
+
+    async def observe(self, stable_hint: str | None) -> WorkloadView:
+        return self.view
+
+    async def new_revision_pods(self, view: WorkloadView) -> list[Obj]:
+        return []
+
+    async def hold(self, view: WorkloadView) -> bool:
+        self.view = replace(self.view, held=True)
+        return True
+
+    async def scale_to(self, view: WorkloadView, new_pods: int, *, surge_ready: bool) -> None:
+        self.journal.calls.append(f"scale {new_pods}")
+        old = self.view.replicas - new_pods if surge_ready else self.view.old_pods
+        self.view = replace(self.view, new_pods=new_pods, new_ready=new_pods, old_pods=old)
+
+    async def abort(self, view: WorkloadView) -> None:
+        self.journal.calls.append("pods back to stable")
+        self.view = replace(self.view, new_pods=0, new_ready=0, old_pods=self.view.replicas)
+
+    async def finalize(self, view: WorkloadView) -> bool:
+        self.journal.calls.append("hand back")
+        self.view = replace(
+            self.view,
+            new_pods=self.view.replicas,
+            new_ready=self.view.replicas,
+            old_pods=0,
+            held=False,
+        )
+        return True
+
+    def canary_selector(self, view: WorkloadView) -> dict[str, str]:
+        return {"pod-template-hash": view.update_revision}
+
+    def stable_selector(self, view: WorkloadView) -> dict[str, str]:
+        return {"pod-template-hash": view.stable_revision or ""}
+
+
+@dataclass
+class FakeTraffic:
+    journal: Journal
+    ready_endpoints: int = 0
+
+    async def prepare(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> None:
+        pass
+
+    async def canary_ready(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> int:
+        return self.ready_endpoints
+
+    async def route(
+        self, routings: tuple[TrafficRouting, ...], ctx: RouteContext, step: PlannedStep
+    ) -> None:
+        self.journal.calls.append(f"route {step.weight}")
+
+    async def restore(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> None:
+        self.journal.calls.append("traffic back to stable")
+
+
+@dataclass
+class FakeEvents:
+    posted: list[str] = field(default_factory=list)
+
+    async def post(self, cr: Obj, kind: str, reason: str, message: str) -> None:
+        self.posted.append(reason)
+
+
+class World:
+    """A reconciler wired to fakes, and the CR it reconciles."""
+
+    def __init__(self, steps: list[Obj], ready_endpoints: int = 1) -> None:
+        self.journal = Journal()
+        self.now = T0
+        self.workload = FakeWorkload(
+            self.journal,
+            WorkloadView(
+                kind="Deployment",
+                name="web",
+                namespace="ns",
+                replicas=10,
+                update_revision="new",
+                stable_revision="old",
+                new_pods=0,
+                new_ready=0,
+                old_pods=10,
+                held=True,
+                settled=True,
+            ),
+        )
+        self.traffic = FakeTraffic(self.journal, ready_endpoints)
+        self.events = FakeEvents()
+        self.reconciler = Reconciler(
+            kube=None,  # type: ignore[arg-type]
+            traffic=self.traffic,
+            events=self.events,  # type: ignore[arg-type]
+            clock=lambda: self.now,
+            adapters=lambda *_: self.workload,
+        )
+        self.cr: Obj = {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": KIND,
+            "metadata": {"name": "web", "namespace": "ns", "generation": 1, "annotations": {}},
+            "spec": {
+                "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "application": {"name": "app", "component": "web"},
+                "revision": {"name": "app-v2", "number": 2},
+                "strategy": {
+                    "releaseMode": "batch",
+                    "canary": {
+                        "steps": steps,
+                        "trafficRoutings": [{"type": "gateway", "gatewayHTTPRouteName": "web"}],
+                    },
+                },
+            },
+        }
+
+    async def tick(self, times: int = 1, advance: float = 0.0) -> Obj:
+        status: Obj = {}
+        for _ in range(times):
+            outcome = await self.reconciler.reconcile(self.cr)
+            self.cr["status"] = status = outcome.status
+            self.now += timedelta(seconds=advance)
+        return status
+
+
+async def test_traffic_never_moves_while_the_canary_service_has_no_ready_endpoints() -> None:
+    world = World([{"replicas": "20%", "weight": 20}, {"replicas": "100%", "weight": 100}], 0)
+    status = await world.tick(10, advance=1)
+    assert status["stepState"] == "TrafficRouting"
+    assert "waiting for canary endpoints" in status["message"]
+    assert not [c for c in world.journal.calls if c.startswith("route")]
+    world.traffic.ready_endpoints = 1
+    status = await world.tick()
+    assert "route 20" in world.journal.calls
+    assert status["stepState"] == "WaitingApproval"
+
+
+async def test_a_step_moves_pods_before_traffic() -> None:
+    world = World([{"replicas": "20%", "weight": 20}, {"replicas": "100%", "weight": 100}])
+    await world.tick(3)
+    assert world.journal.calls.index("scale 2") < world.journal.calls.index("route 20")
+
+
+async def test_abort_moves_traffic_back_before_pods() -> None:
+    world = World([{"replicas": "20%", "weight": 20}, {"replicas": "100%", "weight": 100}])
+    await world.tick(3)
+    world.cr["metadata"]["annotations"][ABORT_ANNOTATION] = "app-v2"
+    world.journal.calls.clear()
+    status = await world.tick(2)
+    assert status["phase"] == "Aborted"
+    calls = world.journal.calls
+    assert calls.index("traffic back to stable") < calls.index("pods back to stable")
+
+
+async def test_finalizing_restores_traffic_before_handing_the_workload_back() -> None:
+    world = World([{"replicas": "50%", "weight": 50, "duration": 0}, {"replicas": "100%"}])
+    status = await world.tick(8)
+    assert status["phase"] == "Healthy"
+    calls = world.journal.calls
+    assert calls.index("traffic back to stable") < calls.index("hand back")
+
+
+async def test_an_approval_for_an_older_revision_approves_nothing() -> None:
+    world = World([{"replicas": "20%"}, {"replicas": "50%"}, {"replicas": "100%"}])
+    status = await world.tick(3)
+    assert (status["currentStep"], status["stepState"]) == (1, "WaitingApproval")
+    world.cr["metadata"]["annotations"][APPROVE_ANNOTATION] = "app-v1/1"
+    status = await world.tick(3)
+    assert (status["currentStep"], status["stepState"]) == (1, "WaitingApproval")
+    world.cr["metadata"]["annotations"][APPROVE_ANNOTATION] = "app-v2/1"
+    status = await world.tick(3)
+    assert (status["currentStep"], status["stepState"]) == (2, "WaitingApproval")
+
+
+async def test_a_timed_step_waits_its_duration_and_no_longer() -> None:
+    world = World([{"replicas": "20%", "duration": 30}, {"replicas": "100%"}])
+    status = await world.tick(3)
+    assert status["stepState"] == "Waiting"
+    world.now += timedelta(seconds=29)
+    status = await world.tick()
+    assert status["currentStep"] == 1
+    world.now += timedelta(seconds=2)
+    status = await world.tick()
+    assert status["currentStep"] == 2
+
+
+@pytest.mark.parametrize("steps_done", [1, 2])
+async def test_reconciling_the_same_status_again_repeats_the_step_and_skips_nothing(
+    steps_done: int,
+) -> None:
+    world = World(
+        [{"replicas": "20%"}, {"replicas": "50%"}, {"replicas": "80%"}, {"replicas": "100%"}]
+    )
+    for step in range(1, steps_done + 1):
+        await world.tick(3)
+        world.cr["metadata"]["annotations"][APPROVE_ANNOTATION] = f"app-v2/{step}"
+    status = await world.tick(3)
+    # A restarted controller starts from the stored status: same step, same state.
+    again = await world.tick()
+    assert again["currentStep"] == status["currentStep"] == steps_done + 1
+    assert again["stepState"] == status["stepState"] == "WaitingApproval"
