@@ -78,10 +78,12 @@ build_family() {
         go build -trimpath -ldflags "$vf" -o "$tmp/vela" github.com/oam-dev/kubevela/references/cmd/cli ;;
     esac
   ) &
-  local pid=$!
+  local pid=$! last=$SECONDS
   while kill -0 $pid 2>/dev/null; do
-    sleep 30
-    kill -0 $pid 2>/dev/null && log "$fam: still compiling ($((SECONDS - start))s elapsed)"
+    sleep 1
+    if [ $((SECONDS - last)) -ge 30 ] && kill -0 $pid 2>/dev/null; then
+      last=$SECONDS; log "$fam: still compiling ($((SECONDS - start))s elapsed)"
+    fi
   done
   wait $pid || die "$fam: go build failed (see the compiler output above)"
   rm -rf "$out"; mv "$tmp" "$out"

@@ -68,6 +68,22 @@ def test_a_webservice_application_renders_a_deployment_and_reaches_running(
     assert "Message: Ready:1/1" in printed
 
 
+def test_vela_addon_enable_finds_the_version_of_the_locally_running_vela_core(
+    cluster: Cluster,
+) -> None:
+    addon = FIXTURES / "addon" / "vp-world-probe"
+    # No -y: it would also skip the version check (references/cli/addon.go).
+    enabled = cluster.vela("addon", "enable", str(addon), input="", timeout=300)
+    try:
+        assert "Addon vp-world-probe enabled successfully." in enabled.stdout
+        app = cluster.get("application", "addon-vp-world-probe", "-n", "vela-system")
+        assert app["status"]["status"] == "running"
+        probe = cluster.get("configmap", "vp-world-probe", "-n", "vela-system")
+        assert probe["data"] == {"probe": "true"}
+    finally:
+        cluster.vela("addon", "disable", "vp-world-probe", "-y", check=False, timeout=300)
+
+
 def test_vela_def_vet_accepts_the_fixture_trait_and_rejects_a_broken_one(
     cluster: Cluster,
 ) -> None:
