@@ -139,9 +139,11 @@ class CueWriter:
       under ``definitions`` (definitions are closed), so unknown keys are rejected;
     * ``default`` becomes ``*x | T``; an enum's default is the starred member;
     * enums become disjunctions of literals; ``oneOf`` becomes a disjunction;
-    * ``minimum``/``maximum`` become bounds, ``pattern`` ``=~``, ``minLength: 1`` ``!=""``,
-    * ``minItems``, ``maxItems`` and ``minProperties`` become :meth:`limits` on the rendered
-      strategy (``list.MinItems``, ``list.MaxItems``, ``struct.MinFields``);
+    * ``minimum``/``maximum`` become bounds, ``pattern`` ``=~``,
+    * ``minItems``, ``maxItems``, ``minProperties`` and the bounds of a number with a default
+      become :meth:`limits` on the rendered strategy;
+    * what vela's OpenAPI encoder (TraitDefinition schema ConfigMap, ``vela addon enable``)
+      cannot encode is avoided: ``minLength`` is ``strings.MinRunes`` (not ``!=""``);
     * every field gets ``// +usage=`` from its description (a missing one is an error).
     """
 
@@ -186,11 +188,16 @@ class CueWriter:
         if not text:
             raise SchemaError(f"{path}: add a description (it becomes the // +usage= of the field)")
         default = default_of(self.root, node)
-        expr = self.expr(node, depth, path)
+        _, target = resolve(self.root, node)
         marker = "" if required else "?"
-        if default is not None:
-            marker = ""
-            expr = self.with_default(node, expr, default, path)
+        if default is not None and _bounded_number(target):
+            # cue-lang/cue#4305: vela's OpenAPI encoder fails on `*600 | int & >=1`; the
+            # bounds are checked on the rendered strategy instead (limits()).
+            marker, expr = "", f"*{cue_literal(default)} | {_CUE_NUMBER[target['type']]}"
+        elif default is not None:
+            marker, expr = "", self.with_default(node, self.expr(node, depth, path), default, path)
+        else:
+            expr = self.expr(node, depth, path)
         return [f"{pad}// +usage={text}", f"{pad}{cue_label(name)}{marker}: {expr}"]
 
     def with_default(self, node: Mapping[str, Any], expr: str, default: Any, path: str) -> str:
@@ -220,10 +227,8 @@ class CueWriter:
         kind = node.get("type")
         if kind == "boolean":
             return "bool"
-        if kind == "integer":
-            return self.number("int", node)
-        if kind == "number":
-            return self.number("number", node)
+        if kind in _CUE_NUMBER:
+            return self.number(_CUE_NUMBER[kind], node)
         if kind == "string":
             return self.string(node)
         if kind == "array":
@@ -243,12 +248,10 @@ class CueWriter:
 
     def string(self, node: Mapping[str, Any]) -> str:
         parts = ["string"]
-        min_length = int(node.get("minLength", 0))
-        if min_length == 1:
-            parts.append('!=""')
-        elif min_length > 1:
+        # (not `!=""`: vela's OpenAPI encoder has no `!=` for strings)
+        if "minLength" in node:
             self.imports.add("strings")
-            parts.append(f"strings.MinRunes({min_length})")
+            parts.append(f"strings.MinRunes({int(node['minLength'])})")
         if "maxLength" in node:
             self.imports.add("strings")
             parts.append(f"strings.MaxRunes({int(node['maxLength'])})")
@@ -263,14 +266,18 @@ class CueWriter:
         return f"[...{item}]"
 
     def limits(self, node: Mapping[str, Any], seen: tuple[str, ...] = ()) -> str | None:
-        """The ``minItems``/``maxItems``/``minProperties`` of a node and everything below it, as
-        one CUE constraint on open structs (``None`` when there are none)."""
+        """What the parameter cannot carry, for a node and everything below it, as one CUE
+        constraint on open structs (``None`` when there is nothing): ``minItems``, ``maxItems``,
+        ``minProperties`` (their validators hide a parameter from ``vela show``) and the bounds
+        of a number with a default (cue-lang/cue#4305 in vela's OpenAPI encoder)."""
         name, target = resolve(self.root, node)
         if name is not None:
             if name in seen:
                 raise SchemaError(f"recursive $ref to {name!r} is not supported")
             seen = (*seen, name)
         parts: list[str] = []
+        if "default" in {**target, **node} and _bounded_number(target):
+            parts.extend(self.number("", target).split(" & ")[1:])
         if target.get("type") == "array":
             for key, fn in (("minItems", "MinItems"), ("maxItems", "MaxItems")):
                 if key in target:
@@ -291,6 +298,13 @@ class CueWriter:
             if fields:
                 parts.append("{" + ", ".join(fields) + "}")
         return " & ".join(parts) if parts else None
+
+
+_CUE_NUMBER = {"integer": "int", "number": "number"}
+
+
+def _bounded_number(node: Mapping[str, Any]) -> bool:
+    return node.get("type") in _CUE_NUMBER and ("minimum" in node or "maximum" in node)
 
 
 def cue_parameter_block(schema: Json, depth: int = 1) -> tuple[str, str, list[str]]:

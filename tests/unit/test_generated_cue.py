@@ -58,12 +58,24 @@ def test_a_property_without_description_is_an_error_naming_it() -> None:
 
 
 def test_a_default_becomes_a_starred_disjunction() -> None:
+    schema = {"properties": {"class": {"type": "string", "default": "nginx", "description": "c"}}}
+    assert 'class: *"nginx" | string' in _param(schema)
+
+
+def test_a_bounded_number_with_default_keeps_its_bounds_on_the_strategy() -> None:
+    """cue-lang/cue#4305: vela's OpenAPI encoder fails on `*600 | int & >=1`."""
     schema = {
+        "type": "object",
+        "additionalProperties": False,
         "properties": {
-            "deadline": {"type": "integer", "minimum": 1, "default": 600, "description": "d"}
-        }
+            "deadline": {"type": "integer", "minimum": 1, "default": 600, "description": "d"},
+            "count": {"type": "integer", "minimum": 1, "maximum": 9, "description": "c"},
+        },
     }
-    assert "deadline: *600 | int & >=1" in _param(schema)
+    block, limits, _ = gen.cue_parameter_block(schema, depth=0)
+    assert "deadline: *600 | int\n" in block
+    assert "count?: int & >=1 & <=9" in block
+    assert limits == "{deadline?: >=1}"
 
 
 def test_an_enum_default_stars_the_member() -> None:
@@ -84,7 +96,7 @@ def test_required_fields_are_regular_and_others_optional() -> None:
         },
     }
     text = _param(schema)
-    assert 'name: string & !=""' in text
+    assert "name: string & strings.MinRunes(1)" in text
     assert "alias?: string" in text
 
 
@@ -102,7 +114,7 @@ def test_objects_are_closed_so_unknown_keys_are_rejected() -> None:
     # objects under definitions become CUE definitions, which are closed
     for name in ("#Step", "#Match", "#HeaderMatch", "#CookieMatch", "#PathMatch"):
         assert re.search(rf"^\t{name}: \{{", block, re.M), name
-    assert imports == ["list", "struct"]
+    assert imports == ["list", "strings", "struct"]
 
 
 def test_an_object_that_allows_unknown_keys_is_refused() -> None:
@@ -129,8 +141,9 @@ def test_value_bounds_are_on_the_parameter_and_size_limits_on_the_strategy() -> 
     assert "list." not in block
     assert "struct." not in block
     assert limits == (
-        "{canary?: {steps?: list.MinItems(1) & list.MaxItems(50) & "
-        "[...{matches?: [...struct.MinFields(1)]}]}}"
+        "{progressDeadlineSeconds?: >=1, canary?: {steps?: list.MinItems(1) & list.MaxItems(50)"
+        " & [...{matches?: [...struct.MinFields(1)]}], trafficRoutings?: [...{gracePeriodSeconds?:"
+        " >=0}]}}"
     )
     assert "weight?: int & >=0 & <=100" in block
     assert 'value: string & =~"^/"' in block
