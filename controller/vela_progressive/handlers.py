@@ -108,6 +108,13 @@ async def _patch_ca_bundle(kube: Kube, ca: bytes) -> None:
     await kube.replace(config)
 
 
+@kopf.on.probe(id="apiRequests")
+def api_requests(memo: Any, **_: Any) -> dict[str, int]:
+    """API requests made by the controller's own client, by verb (``--liveness`` endpoint)."""
+    kube: Kube | None = getattr(memo, "kube", None)
+    return dict(kube.requests) if kube is not None else {}
+
+
 @kopf.on.cleanup()
 async def close(memo: Any, **_: Any) -> None:
     await memo.kube.close()

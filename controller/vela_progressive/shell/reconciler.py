@@ -44,8 +44,10 @@ from vela_progressive.shell.workloads import WorkloadAdapter, WorkloadMissing, a
 Obj = dict[str, Any]
 log = logging.getLogger("vela_progressive.reconciler")
 
-#: Requeue delays (seconds): while pods move, while waiting for people, when idle.
-ACTIVE, WAITING, IDLE = 1.0, 5.0, 30.0
+#: Requeue delays (seconds): while pods move, while waiting for people, when idle. Changes of
+#: the rollout and of its workload wake the loop at once (watch events), so these are only the
+#: safety net of a level-based controller.
+ACTIVE, WAITING, IDLE = 1.0, 15.0, 300.0
 
 
 @dataclass(frozen=True)
