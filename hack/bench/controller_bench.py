@@ -177,7 +177,14 @@ async def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="vp-bench-"))
     await asyncio.to_thread(
         subprocess.run,
-        ["kubectl", "apply", "--server-side", "-f", str(REPO / "addon/resources/crd.yaml")],
+        [
+            "kubectl",
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(REPO / "addon/resources/crd.yaml"),
+        ],
         check=True,
         capture_output=True,
     )

@@ -92,7 +92,7 @@ class Controller:
 
 @pytest.fixture(scope="session")
 def controller(cluster: Cluster) -> Iterator[Controller]:
-    cluster.kubectl("apply", "--server-side", "-f", str(CRD))
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
     cluster.kubectl(
         "wait",
         "--for=condition=Established",
