@@ -76,7 +76,7 @@ test-cue: venv build-binaries ## CUE tier: vela def vet and vela dry-run goldens
 
 .PHONY: test-cluster
 test-cluster: venv build-binaries ## Test-world, integration and e2e tiers on a real cluster (starts one unless $$KUBECONFIG points at one)
-	$(PYTEST) -m "cluster or integration or e2e" -q -p no:randomly
+	$(PYTEST) -m "cluster or integration or e2e" -q
 
 .PHONY: test
 test: lint verify test-unit test-cue test-cluster ## Every tier: lint, types, import contracts, generated files, unit, CUE, cluster, integration, e2e
