@@ -447,6 +447,7 @@ _KEY_ORDER = {
         (
             "description",
             "type",
+            "nullable",
             "x-kubernetes-int-or-string",
             "x-kubernetes-preserve-unknown-fields",
             "anyOf",

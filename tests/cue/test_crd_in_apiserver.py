@@ -30,7 +30,16 @@ def _rendered_rollouts() -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def crd(cluster: Cluster) -> str:
-    cluster.apply_yaml(CRD.read_text())
+    # (forced: the cluster may hold an older version of the CRD applied by another manager)
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=pytest",
+        "-f",
+        "-",
+        input=CRD.read_text(),
+    )
     name = f"{model.PLURAL}.{model.API_GROUP}"
     cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
     return name
