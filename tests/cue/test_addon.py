@@ -128,7 +128,7 @@ LOCAL = {
     [
         ("default", {}),
         ("local-controller", LOCAL),
-        ("namespace", {"namespace": "progressive", "replicas": 2}),
+        ("namespace", {"namespace": "progressive"}),
     ],
 )
 def test_the_addon_application_renders_like_the_golden(
@@ -152,13 +152,21 @@ def test_by_default_everything_runs_in_vela_system(
     assert deploy["metadata"]["namespace"] == "vela-system"
     container = deploy["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "ghcr.io/vela-progressive/controller:v0.1.0"
-    assert container["ports"] == [{"name": "webhook", "containerPort": 9443, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "webhook", "containerPort": 9443, "protocol": "TCP"},
+        {"name": "health", "containerPort": 8080, "protocol": "TCP"},
+    ]
     service = _object(app, "Service")
     assert service["spec"]["ports"][0]["port"] == 443
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["VP_WEBHOOK_MODE"] == "incluster"
+    assert env["VP_WEBHOOK_FAILURE_POLICY"] == "Ignore"
+    # the in-cluster controller's certificate is for vela-progressive.<namespace>.svc
+    assert service["metadata"]["name"] == "vela-progressive"
     webhook = _object(app, "MutatingWebhookConfiguration")["webhooks"][0]
     assert webhook["clientConfig"] == {
         "service": {
-            "name": "vela-progressive-controller",
+            "name": "vela-progressive",
             "namespace": "vela-system",
             "path": "/hold",
             "port": 443,
@@ -200,6 +208,13 @@ def test_a_local_controller_gets_a_url_webhook_and_no_deployment(
     webhook = _object(app, "MutatingWebhookConfiguration")["webhooks"][0]
     assert webhook["clientConfig"] == {"url": "https://127.0.0.1:9443/hold", "caBundle": "Q0EK"}
     assert webhook["failurePolicy"] == "Fail"
+
+
+def test_a_self_registering_local_controller_gets_no_addon_webhook(
+    vela: Vela, probes: Path, tmp_path: Path
+) -> None:
+    _, app, _ = _addon(vela, probes, tmp_path, {"inCluster": False})
+    assert [c["name"] for c in app["spec"]["components"]] == ["vela-progressive-rbac"]
 
 
 def test_another_namespace_is_created_first(vela: Vela, probes: Path, tmp_path: Path) -> None:
@@ -249,7 +264,7 @@ def test_the_resource_tree_puts_canary_objects_under_the_rollout(
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        ({"inCluster": False}, "inCluster=false needs webhookURL"),
+        ({"replicas": 2}, "parameter.replicas"),
         ({"webhookFailurePolicy": "Sometimes"}, "parameter.webhookFailurePolicy"),
         ({"webhookURL": "http://127.0.0.1:9443"}, "parameter.webhookURL"),
         ({"imagePullPolicy": "always"}, "parameter.imagePullPolicy"),
@@ -263,7 +278,10 @@ def test_bad_enable_arguments_fail_naming_the_parameter(
     assert error in failure.value.stderr
 
 
-@pytest.mark.parametrize(("name", "args"), [("default", {}), ("local-controller", LOCAL)])
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [("default", {}), ("local-controller", LOCAL), ("self-registering", {"inCluster": False})],
+)
 def test_notes_say_what_to_do_next(
     vela: Vela, probes: Path, tmp_path: Path, name: str, args: dict[str, Any]
 ) -> None:
