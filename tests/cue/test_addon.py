@@ -163,15 +163,19 @@ def test_by_default_everything_runs_in_vela_system(
     assert env["VP_WEBHOOK_FAILURE_POLICY"] == "Ignore"
     # the in-cluster controller's certificate is for vela-progressive.<namespace>.svc
     assert service["metadata"]["name"] == "vela-progressive"
-    webhook = _object(app, "MutatingWebhookConfiguration")["webhooks"][0]
-    assert webhook["clientConfig"] == {
-        "service": {
-            "name": "vela-progressive",
-            "namespace": "vela-system",
-            "path": "/hold",
-            "port": 443,
+    webhooks = _object(app, "MutatingWebhookConfiguration")["webhooks"]
+    assert [w["clientConfig"] for w in webhooks] == [
+        {
+            "service": {
+                "name": "vela-progressive",
+                "namespace": "vela-system",
+                "path": f"/hold-{kind}",
+                "port": 443,
+            }
         }
-    }
+        for kind in ("deployments", "statefulsets")
+    ]
+    (webhook, _) = webhooks
     assert webhook["failurePolicy"] == "Ignore"
 
 
@@ -181,20 +185,27 @@ def test_the_webhook_holds_only_labelled_workload_updates(
     _, app, _ = _addon(vela, probes, tmp_path, {})
     config = _object(app, "MutatingWebhookConfiguration")
     assert config["metadata"]["name"] == "vela-progressive-hold"
-    (webhook,) = config["webhooks"]
-    assert webhook["objectSelector"] == {"matchLabels": {model.HOLD_LABEL: "true"}}
-    assert webhook["sideEffects"] == "None"
-    assert webhook["timeoutSeconds"] == 5
-    assert {op for rule in webhook["rules"] for op in rule["operations"]} == {"UPDATE"}
-    resources = {
-        (g, r) for rule in webhook["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+    routes = {}
+    for webhook in config["webhooks"]:
+        assert webhook["objectSelector"] == {"matchLabels": {model.HOLD_LABEL: "true"}}
+        assert webhook["sideEffects"] == "None"
+        assert webhook["timeoutSeconds"] == 5
+        (rule,) = webhook["rules"]
+        assert rule["operations"] == ["UPDATE"]
+        routes[(rule["apiGroups"][0], rule["resources"][0])] = webhook["clientConfig"]["service"][
+            "path"
+        ]
+    # each path is the id of the controller's Kopf mutate handler for that kind
+    assert routes == {
+        ("apps", "deployments"): "/hold-deployments",
+        ("apps", "statefulsets"): "/hold-statefulsets",
     }
-    assert resources == {
-        ("apps", "deployments"),
-        ("apps", "statefulsets"),
-        ("apps", "daemonsets"),
-        ("apps.kruise.io", "clonesets"),
-    }
+
+
+def test_the_webhook_paths_are_the_controllers_handler_ids() -> None:
+    handlers = (REPO / "controller/vela_progressive/handlers.py").read_text()
+    for kind in ("deployments", "statefulsets"):
+        assert f'id="hold-{kind}"' in handlers
 
 
 def test_a_local_controller_gets_a_url_webhook_and_no_deployment(
@@ -205,9 +216,12 @@ def test_a_local_controller_gets_a_url_webhook_and_no_deployment(
     assert "Deployment" not in kinds
     assert "Service" not in kinds
     assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= kinds
-    webhook = _object(app, "MutatingWebhookConfiguration")["webhooks"][0]
-    assert webhook["clientConfig"] == {"url": "https://127.0.0.1:9443/hold", "caBundle": "Q0EK"}
-    assert webhook["failurePolicy"] == "Fail"
+    webhooks = _object(app, "MutatingWebhookConfiguration")["webhooks"]
+    assert [w["clientConfig"] for w in webhooks] == [
+        {"url": "https://127.0.0.1:9443/hold-deployments", "caBundle": "Q0EK"},
+        {"url": "https://127.0.0.1:9443/hold-statefulsets", "caBundle": "Q0EK"},
+    ]
+    assert {w["failurePolicy"] for w in webhooks} == {"Fail"}
 
 
 def test_a_self_registering_local_controller_gets_no_addon_webhook(
@@ -241,9 +255,12 @@ def test_rbac_grants_only_what_the_controller_uses(
     assert all("*" not in verbs for verbs in granted.values())
     assert all("*" not in r for _, r in granted)
     assert granted[(model.API_GROUP, model.PLURAL)] == {"get", "list", "watch", "patch"}
-    assert granted[("", "pods")] == {"get", "list", "watch"}
-    assert granted[("core.oam.dev", "applications")] == {"get", "list", "watch"}
-    assert "secrets" not in {r for _, r in granted}
+    assert granted[(model.API_GROUP, f"{model.PLURAL}/status")] == {"patch"}
+    assert granted[("", "pods")] == {"get", "list", "delete"}
+    # the user's routing objects are patched (and restored), never created or deleted
+    assert granted[("gateway.networking.k8s.io", "httproutes")] == {"get", "patch"}
+    assert granted[("networking.istio.io", "virtualservices")] == {"get", "patch"}
+    assert {r for _, r in granted}.isdisjoint({"secrets", "configmaps", "nodes", "namespaces"})
     (webhook_rule,) = [r for r in rules if "mutatingwebhookconfigurations" in r["resources"]]
     assert webhook_rule["resourceNames"] == ["vela-progressive-hold"]
 

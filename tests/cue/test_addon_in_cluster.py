@@ -81,4 +81,4 @@ def test_a_local_controller_addon_has_no_deployment(cluster: Cluster, addon: Pat
     assert "vela-progressive-controller" not in names
     (webhook,) = [c for c in app["spec"]["components"] if c["name"] == "vela-progressive-webhook"]
     config = webhook["properties"]["objects"][0]["webhooks"][0]["clientConfig"]
-    assert config == {"url": "https://127.0.0.1:9443/hold", "caBundle": "Q0EK"}
+    assert config == {"url": "https://127.0.0.1:9443/hold-deployments", "caBundle": "Q0EK"}
