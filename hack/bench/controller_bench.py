@@ -46,6 +46,8 @@ STEPS = [
     {"replicas": "100%"},
 ]
 PLAN = [2, 5, 8, 10]
+#: Kopf caches probe results for 10 s; wait that long so each reading is fresh.
+PROBE_CACHE = 10.5
 
 
 def free_port() -> int:
@@ -111,6 +113,7 @@ async def one_release(kube: Kube, ns: str, live: int) -> tuple[list[float], int]
     await kube.create(workload("Deployment", name, ns, 10, "registry.invalid/web:v1"))
     await kube.create(rollout(name, ns, "Deployment", STEPS, releaseMode="batch"))
     await wait_healthy(kube, ns, name)
+    await asyncio.sleep(PROBE_CACHE)
     before = sum(probe(live).values())
     await kube.patch(CR_API, KIND, name, ns, {"spec": {"revision": {"name": "app-v2"}}})
     await kube.patch(
@@ -154,6 +157,7 @@ async def one_release(kube: Kube, ns: str, live: int) -> tuple[list[float], int]
                 patched_at[k] = now
         await asyncio.sleep(0.025)
     await wait_healthy(kube, ns, name)
+    await asyncio.sleep(PROBE_CACHE)
     after = sum(probe(live).values())
     latencies = [patched_at[k] - ready_at[k] for k in patched_at if k in ready_at]
     return latencies, after - before

@@ -91,6 +91,21 @@ class Outcome:
 
 
 @dataclass
+class Pass:
+    """Everything one reconcile pass knows; ``view`` is refreshed after the pass acts."""
+
+    cr: Obj
+    status: Obj
+    adapter: WorkloadAdapter
+    view: WorkloadView
+    strategy: Strategy
+    ctx: RouteContext
+    steps: tuple[PlannedStep, ...]
+    ops: Operations
+    now: datetime
+
+
+@dataclass
 class Reconciler:
     kube: Kube
     traffic: TrafficPort
@@ -206,10 +221,15 @@ class Reconciler:
         status.update(
             totalSteps=len(steps), plan=plan_to_status(release_plan), observedRevision=revision
         )
+        p = Pass(cr, status, adapter, view, strategy, ctx, steps, ops, now)
 
         # ---- no release in flight
         if not releasing:
             if view.idle:
+                if status.get("phase") == Phase.HEALTHY and (
+                    status.get("stableRevision") == view.update_revision
+                ):
+                    return IDLE  # nothing changed: keep the last release's message
                 return self._healthy(status, view, now, "all pods run the current revision")
             if view.stable_revision in (None, view.update_revision):
                 # The first revision is still rolling out: nothing stable to protect.
@@ -222,8 +242,8 @@ class Reconciler:
                     msg = "the hold webhook missed a template change; held by the controller"
                     set_condition(status, "HoldMissed", True, "HeldByWatch", msg, now)
                     await self.events.post(cr, "Warning", "HoldMissed", msg)
-                view = await adapter.observe(None)
-            return await self._start(cr, status, view, now, "release started")
+                p.view = await adapter.observe(None)
+            return await self._start(p, "release started")
 
         # ---- a release is in flight
         if view.update_revision != releasing:
@@ -231,26 +251,26 @@ class Reconciler:
                 annotations = meta.get("annotations") or {}
                 if annotations.get(ROLLBACK_IN_BATCHES_ANNOTATION) == "true":
                     # The pods serving now become the stable side of a step-by-step rollback.
-                    view = await adapter.observe(None)
+                    p.view = await adapter.observe(None)
                     status["canaryRevision"] = None
-                    return await self._start(cr, status, view, now, "rollback in batches")
+                    return await self._start(p, "rollback in batches")
                 status["rollingBack"] = True
-                return await self._finalize(cr, status, adapter, view, strategy, ctx, now)
+                return await self._finalize(p)
             await self.events.post(
                 cr, "Normal", "Restarted", f"new revision {revision} arrived: back to step 1"
             )
-            return await self._start(cr, status, view, now, "new revision: restarted at step 1")
+            return await self._start(p, "new revision: restarted at step 1")
         if status.get("rollingBack") or status.get("stepState") == StepState.FINALIZING:
-            return await self._finalize(cr, status, adapter, view, strategy, ctx, now)
+            return await self._finalize(p)
         if ops.aborted or status.get("phase") == Phase.ABORTED:
-            return await self._abort(cr, status, adapter, view, strategy, ctx, now)
+            return await self._abort(p)
         if status.get("phase") == Phase.FAILED:
             return WAITING
         if ops.paused:
             status.update(phase=Phase.PAUSED, message=f"paused at step {status['currentStep']}")
             return WAITING
         status["phase"] = Phase.PROGRESSING
-        return await self._step(cr, status, adapter, view, strategy, ctx, steps, ops, now)
+        return await self._step(p)
 
     def _healthy(self, status: Obj, view: WorkloadView, now: datetime, message: str) -> float:
         status.update(
@@ -266,9 +286,8 @@ class Reconciler:
         set_condition(status, "Succeeded", True, "Completed", message, now)
         return IDLE
 
-    async def _start(
-        self, cr: Obj, status: Obj, view: WorkloadView, now: datetime, message: str
-    ) -> float:
+    async def _start(self, p: Pass, message: str) -> float:
+        cr, status, view, now = p.cr, p.status, p.view, p.now
         stable = status.get("stableRevision") if status.get("canaryRevision") else None
         status.update(
             phase=Phase.PROGRESSING,
@@ -287,18 +306,9 @@ class Reconciler:
         await self.events.post(cr, "Normal", "ReleaseStarted", f"{message}: {view.update_revision}")
         return ACTIVE
 
-    async def _step(
-        self,
-        cr: Obj,
-        status: Obj,
-        adapter: WorkloadAdapter,
-        view: WorkloadView,
-        strategy: Strategy,
-        ctx: RouteContext,
-        steps: tuple[PlannedStep, ...],
-        ops: Operations,
-        now: datetime,
-    ) -> float:
+    async def _step(self, p: Pass) -> float:
+        cr, status, adapter, view, strategy = p.cr, p.status, p.adapter, p.view, p.strategy
+        ctx, steps, ops, now = p.ctx, p.steps, p.ops, p.now
         index = int(status.get("currentStep") or 1)
         step = steps[min(index, len(steps)) - 1]
         total = len(steps)
@@ -379,16 +389,9 @@ class Reconciler:
             return 0.0
         return ACTIVE
 
-    async def _finalize(
-        self,
-        cr: Obj,
-        status: Obj,
-        adapter: WorkloadAdapter,
-        view: WorkloadView,
-        strategy: Strategy,
-        ctx: RouteContext,
-        now: datetime,
-    ) -> float:
+    async def _finalize(self, p: Pass) -> float:
+        cr, status, adapter, view, now = p.cr, p.status, p.adapter, p.view, p.now
+        strategy, ctx = p.strategy, p.ctx
         # Traffic first goes back to the (unpinned) stable Service, then the workload rolls.
         await self.traffic.restore(strategy.routings, ctx)
         if not await adapter.finalize(view):
@@ -399,23 +402,16 @@ class Reconciler:
         message = (
             "rolled back to the stable revision"
             if status.get("rollingBack")
-            else ("release completed")
+            else "release completed"
         )
         record(status, int(status.get("currentStep") or 0), StepState.COMPLETED, message, now)
         await self.events.post(cr, "Normal", "Completed", message)
         status["currentWeight"] = None
         return self._healthy(status, view, now, message)
 
-    async def _abort(
-        self,
-        cr: Obj,
-        status: Obj,
-        adapter: WorkloadAdapter,
-        view: WorkloadView,
-        strategy: Strategy,
-        ctx: RouteContext,
-        now: datetime,
-    ) -> float:
+    async def _abort(self, p: Pass) -> float:
+        cr, status, adapter, view, now = p.cr, p.status, p.adapter, p.view, p.now
+        strategy, ctx = p.strategy, p.ctx
         if status.get("phase") != Phase.ABORTED:
             # Traffic back to stable first, then the pods.
             await self.traffic.restore(strategy.routings, ctx)
