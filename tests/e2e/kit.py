@@ -94,6 +94,22 @@ def seconds_in(status: Obj, step: int, state: str) -> float:
     return (parse_time(entry["finishedAt"]) - parse_time(entry["startedAt"])).total_seconds()
 
 
+def rolled_component(app: Obj) -> Obj:
+    """The component of an Application manifest that carries the progressive-rollout trait."""
+    (comp,) = [
+        c
+        for c in app["spec"]["components"]
+        if any(t["type"] == "progressive-rollout" for t in c.get("traits", []))
+    ]
+    return comp  # type: ignore[no-any-return]
+
+
+def trait_properties(app: Obj) -> Obj:
+    """The progressive-rollout trait's properties in an Application manifest (to edit)."""
+    (trait,) = [t for t in rolled_component(app)["traits"] if t["type"] == "progressive-rollout"]
+    return trait["properties"]  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True)
 class Example:
     """One directory of ``examples/``: app-v1.yaml, app-v2.yaml, ... and a README."""
@@ -144,8 +160,10 @@ class Release:
         self.component = example.component
 
     # ---------------------------------------------------------------- what the user runs
-    def vela_up(self, version: int) -> None:
-        self.cluster.vela("up", "-f", str(self.example.manifest(version)), "-n", self.ns)
+    def vela_up(self, version: int | Path) -> subprocess.CompletedProcess[str]:
+        """``vela up -f app-vN.yaml`` (or the given file) in the test's namespace."""
+        path = self.example.manifest(version) if isinstance(version, int) else version
+        return self.cluster.vela("up", "-f", str(path), "-n", self.ns)
 
     def cli(
         self, *args: str, check: bool = True, timeout: float = 120
