@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from vela_progressive.core import model
+from vela_progressive.core import capabilities, model
 from vela_progressive.core.rendering import render_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -587,6 +587,50 @@ def names() -> dict[str, str]:
     }
 
 
+#: Match keys of a step (trait property names) and the capability each one needs.
+MATCH_FEATURES = (
+    ("headers", "header"),
+    ("cookies", "cookie"),
+    ("queryParams", "query"),
+    ("path", "path"),
+)
+
+
+def capability_table() -> dict[str, dict[str, Any]]:
+    """Per provider id: which match features it serves, and who serves each missing one.
+
+    The same table the Python validator uses (core.capabilities), Ingress classes from their
+    templates included, so CUE and Python reject the same requests.
+    """
+    table = {pid: set(features) for pid, features in capabilities.PROVIDER_FEATURES.items()}
+    for ingress_class in capabilities.known_ingress_classes(str(TEMPLATES)):
+        table.setdefault(
+            f"ingress/{ingress_class}",
+            set(capabilities.template_features(ingress_class, str(TEMPLATES))),
+        )
+    out: dict[str, dict[str, Any]] = {}
+    for pid in sorted(table):
+        out[pid] = {feature: feature in table[pid] for _, feature in MATCH_FEATURES}
+    return out
+
+
+def supporting_types() -> dict[str, str]:
+    """For each match feature, the routing types that serve it, for the error message.
+
+    >>> supporting_types()["query"]
+    'gateway or istio'
+    """
+    table = capability_table()
+    words = {}
+    for _, feature in MATCH_FEATURES:
+        classes = [p.split("/", 1)[1] for p, caps in table.items() if caps[feature] and "/" in p]
+        types = [p for p, caps in table.items() if caps[feature] and "/" not in p]
+        if classes:
+            types.append(f"ingress (class {', '.join(sorted(classes))})")
+        words[feature] = " or ".join(sorted(types))
+    return words
+
+
 def render_trait(schema: Json) -> str:
     parameter_block, strategy_limits, imports = cue_parameter_block(schema, depth=1)
     # _resolvedRoutings is defined in the template: what TrafficRouting.from_dict computes.
@@ -606,6 +650,12 @@ def render_trait(schema: Json) -> str:
         parameter_block=parameter_block,
         strategy_limits=strategy_limits,
         strategy_block=strategy_block,
+        capabilities=capability_table(),
+        match_features=MATCH_FEATURES,
+        supporting=supporting_types(),
+        ingress_classes=[
+            p.split("/", 1)[1] for p in capability_table() if p.startswith("ingress/")
+        ],
     )
 
 

@@ -68,8 +68,8 @@ def _application(properties: Any) -> dict[str, Any]:
     }
 
 
-def first_error(stderr: str) -> str:
-    """vela's last ``Error:`` line without its wrapping, shortened."""
+def first_error(stderr: str, shorten: bool = True) -> str:
+    """vela's last ``Error:`` line without its wrapping (shortened for the report)."""
     lines = [line for line in stderr.splitlines() if line.startswith("Error: ")]
     if not lines:
         return "(no Error line)"
@@ -77,7 +77,7 @@ def first_error(stderr: str) -> str:
     for prefix in _PREFIXES:
         text = prefix.sub("", text)
     text = _DUMP.sub("invalid value (does not satisfy", _MORE.sub("", text))
-    return text if len(text) <= _MAX else text[: _MAX - 3] + "..."
+    return text if len(text) <= _MAX or not shorten else text[: _MAX - 3] + "..."
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def verdicts(
         app = tmp / case.name
         app.write_text(yaml.safe_dump(_application(_case(case)["properties"])))
         result = vela.run("dry-run", "--offline", "-d", str(corpus_definitions), "-f", str(app))
-        found[case.name] = None if result.returncode == 0 else first_error(result.stderr)
+        found[case.name] = None if result.returncode == 0 else first_error(result.stderr, False)
     return found
 
 
@@ -118,7 +118,8 @@ def test_the_report_of_what_cue_rejects_matches_the_golden(verdicts: dict[str, s
         "",
     ]
     for name, error in verdicts.items():
-        lines.append(f"{name}: {'rejected: ' + error if error is not None else 'accepted'}")
+        short = error if error is None or len(error) <= _MAX else error[: _MAX - 3] + "..."
+        lines.append(f"{name}: {'rejected: ' + short if short is not None else 'accepted'}")
     assert_matches_golden("\n".join(lines) + "\n", REPORT)
 
 
@@ -147,6 +148,24 @@ def test_cue_rejects_everything_the_json_schema_rejects(verdicts: dict[str, str 
     ],
 )
 def test_structural_mistakes_are_rejected_naming_the_field(
+    verdicts: dict[str, str | None], case: str, error: str
+) -> None:
+    verdict = verdicts[case]
+    assert verdict is not None, f"CUE accepted {case}"
+    assert error in verdict
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("46-matches-without-routing.yaml", "matches need a traffic routing"),
+        ("47-nginx-query-params.yaml", "(ingress/nginx) cannot route by query"),
+        ("48-nginx-path.yaml", "(ingress/nginx) cannot route by path"),
+        ("49-alb-query-params.yaml", "(ingress/aliyun-alb) cannot route by query"),
+        ("50-gateway-cookie.yaml", "(gateway) cannot route by cookie"),
+    ],
+)
+def test_a_feature_the_provider_lacks_is_refused_naming_the_provider_and_the_feature(
     verdicts: dict[str, str | None], case: str, error: str
 ) -> None:
     verdict = verdicts[case]
