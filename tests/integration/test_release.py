@@ -309,3 +309,39 @@ async def test_a_step_that_cannot_become_ready_fails_with_the_reason(
     assert "Unschedulable" in status["message"]
     # The stable pods keep serving.
     assert await rel.count(V1, ready_only=True) == 4
+
+
+async def test_a_change_the_webhook_missed_is_held_by_the_watch_and_reported(
+    controller: Controller, kube: Kube, namespace: str
+) -> None:
+    rel = Release(kube, namespace, "Deployment")
+    await rel.create(10, APPROVAL_STEPS, releaseMode="batch")
+    # A slow native rollout (each new pod must stay Ready 60 s before the next one starts), so
+    # the controller comes back while the Deployment controller is still rolling.
+    await kube.patch(
+        "apps/v1",
+        "Deployment",
+        rel.name,
+        namespace,
+        {
+            "spec": {
+                "minReadySeconds": 60,
+                "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            }
+        },
+    )
+    controller.kill()  # the webhook is down: failurePolicy Ignore lets the update through
+    try:
+        updated = await rel.set_image(V2, "app-v2")
+        assert not updated["spec"].get("paused"), "the webhook should have been unreachable"
+        await rel.wait_pods(V2, 1)
+    finally:
+        controller.start()
+    status = await rel.wait_step(1)
+    held = [c for c in status["conditions"] if c["type"] == "HoldMissed"]
+    assert held, status["conditions"]
+    assert held[0]["status"] == "True"
+    assert (await rel.workload())["spec"]["paused"] is True
+    assert await rel.count(V2) == EXPECTED_NEW[1]
+    events = await kube.list("v1", "Event", namespace)
+    assert any(e.get("reason") == "HoldMissed" for e in events)
