@@ -315,6 +315,17 @@ class Release:
 
         return await eventually(probe, within, f"{self.component}: phase {phase}")
 
+    async def assert_workflow_waits(self) -> None:
+        """KubeVela's workflow waits for the release: the Application is not done yet."""
+        status = (await self.application()).get("status") or {}
+        workflow = status.get("workflow") or {}
+        assert status.get("status") == "runningWorkflow", (
+            f"Application {self.app} is {status.get('status')!r} while its release waits "
+            f"(workflow finished at {workflow.get('endTime')}): the trait reported healthy "
+            "before the release of this revision ended"
+        )
+        assert not workflow.get("finished"), workflow
+
     async def deploy_v1(self, replicas: int) -> None:
         """``vela up`` version 1 and wait until it runs: not a release (nothing stable yet)."""
         self.vela_up(1)

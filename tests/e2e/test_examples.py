@@ -52,6 +52,7 @@ async def test_01_canary_nginx_moves_weights_20_50_100_with_one_approval(
 
     rel.vela_up(2)
     await rel.wait_state(1, APPROVAL)
+    await rel.assert_workflow_waits()
     # Canary style: an extra web-canary Deployment runs the new pods beside the 10 stable ones.
     await rel.wait_pods({v1: 10, v2: 2})
     await assert_services_split(rel, "web", service, stable={v1: 10}, canary={v2: 2})
@@ -92,6 +93,7 @@ async def test_02_ab_by_header_on_a_gateway_api_httproute(release_of: ReleaseOf)
 
     rel.vela_up(2)
     await rel.wait_state(1, APPROVAL)
+    await rel.assert_workflow_waits()
     # In place (batch): one of the Deployment's own 4 pods runs version 2.
     await rel.wait_pods({v1: 3, v2: 1})
     await assert_services_split(rel, "api", service, stable={v1: 3}, canary={v2: 1})
@@ -158,6 +160,7 @@ async def test_03_istio_weights_through_destination_rule_subsets(release_of: Rel
 
     rel.vela_up(2)
     await rel.wait_state(1, APPROVAL)
+    await rel.assert_workflow_waits()
     await rel.wait_pods({v1: 5, v2: 1})  # canary style: 1 extra pod beside the 5 stable ones
     await weights(80, 20)
     await subsets_select(stable={v1: 5}, canary={v2: 1})
@@ -198,6 +201,7 @@ async def test_04_statefulset_batches_move_the_highest_ordinals_first(
 
     rel.vela_up(2)
     await rel.wait_state(1, APPROVAL)
+    await rel.assert_workflow_waits()
     await rel.wait_pods({v1: 4, v2: 1})
     await batch(4, ["redis-4"])
     rel.expect_message("step 1/3: 1/5 pods", "waiting for approval")
@@ -231,6 +235,7 @@ async def test_05_every_step_without_duration_waits_for_an_approval_through_the_
     rel.vela_up(2)
     for step, new in ((1, 1), (2, 2), (3, 3)):
         await rel.wait_state(step, APPROVAL)
+        await rel.assert_workflow_waits()
         await rel.wait_pods({v1: 4 - new, v2: new})
         rel.expect_message(f"step {step}/4", "waiting for approval")
         # Nothing moves on without the approval.
@@ -256,6 +261,7 @@ async def test_06_abort_at_step_2_then_rollback_returns_fast(release_of: Release
 
     rel.vela_up(2)
     await rel.wait_state(1, APPROVAL)
+    await rel.assert_workflow_waits()
     rel.approve()
     await rel.wait_state(2, APPROVAL)
     await rel.wait_pods({v1: 2, v2: 2})
