@@ -17,8 +17,10 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.cluster import REPO, Cluster
 from vela_progressive.core.model import API_GROUP
@@ -26,6 +28,93 @@ from vela_progressive.shell.kube import Kube
 
 CRD = REPO / "addon" / "resources" / "crd.yaml"
 WEBHOOK_CONFIG = f"hold.{API_GROUP}"
+#: The addon as vela renders it (golden of the CUE tier): its RBAC is what the controller gets.
+RENDERED_ADDON = REPO / "tests" / "golden" / "cue" / "addon" / "local-controller.yaml"
+SERVICE_ACCOUNT = ("vela-system", "vela-progressive-controller")
+#: Only for a controller outside the cluster: it registers its own webhook configuration
+#: (the addon's in-cluster controller only updates the addon's), and Kopf watches CRDs.
+LOCAL_MODE_RULES = [
+    {
+        "apiGroups": ["admissionregistration.k8s.io"],
+        "resources": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+        "verbs": ["get", "list", "watch", "create", "patch"],
+    },
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": ["get", "list", "watch"],
+    },
+]
+
+
+def _rbac_objects() -> list[dict[str, Any]]:
+    """ServiceAccount, ClusterRole and ClusterRoleBinding exactly as the addon renders them."""
+    found: list[dict[str, Any]] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("kind") in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding") and (
+                node.get("metadata", {}).get("name") == SERVICE_ACCOUNT[1]
+            ):
+                found.append(node)
+                return
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for doc in yaml.safe_load_all(RENDERED_ADDON.read_text()):
+        walk(doc)
+    kinds = sorted(o["kind"] for o in found)
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "ServiceAccount"], kinds
+    return found
+
+
+def controller_kubeconfig(cluster: Cluster, state: Path) -> Path:
+    """A kubeconfig that authenticates as the addon's ServiceAccount (a TokenRequest token), so
+    every test also checks that the addon's RBAC is enough."""
+    extra = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": f"{SERVICE_ACCOUNT[1]}-local-mode"},
+        "rules": LOCAL_MODE_RULES,
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": f"{SERVICE_ACCOUNT[1]}-local-mode"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": extra["metadata"]["name"],
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT[1], "namespace": SERVICE_ACCOUNT[0]}
+        ],
+    }
+    docs = [*_rbac_objects(), extra, binding]
+    cluster.apply_yaml("\n---\n".join(yaml.safe_dump(d) for d in docs))
+    token = cluster.kubectl(
+        "create", "token", SERVICE_ACCOUNT[1], "-n", SERVICE_ACCOUNT[0], "--duration=24h"
+    ).stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+    server = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": server["cluster"]}],
+        "users": [{"name": SERVICE_ACCOUNT[1], "user": {"token": token}}],
+        "contexts": [
+            {"name": "controller", "context": {"cluster": "test", "user": SERVICE_ACCOUNT[1]}}
+        ],
+        "current-context": "controller",
+    }
+    path = state / "controller.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
 
 
 def _free_port() -> int:
@@ -35,9 +124,10 @@ def _free_port() -> int:
 
 
 class Controller:
-    def __init__(self, cluster: Cluster, state: Path) -> None:
+    def __init__(self, cluster: Cluster, state: Path, kubeconfig: Path) -> None:
         self.cluster = cluster
         self.state = state
+        self.kubeconfig = kubeconfig
         self.port = _free_port()
         self.log = state / "controller.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -45,6 +135,7 @@ class Controller:
     def start(self) -> None:
         env = {
             **self.cluster.env,
+            "KUBECONFIG": str(self.kubeconfig),
             "VP_WEBHOOK_MODE": "local",
             "VP_WEBHOOK_PORT": str(self.port),
             "VP_STATE_DIR": str(self.state),
@@ -101,7 +192,7 @@ def controller(cluster: Cluster) -> Iterator[Controller]:
     )
     # Not under pytest's tmp dirs: those are pruned by other sessions while this one runs.
     state = Path(tempfile.mkdtemp(prefix="vela-progressive-controller-"))
-    ctl = Controller(cluster, state)
+    ctl = Controller(cluster, state, controller_kubeconfig(cluster, state))
     ctl.start()
     try:
         yield ctl

@@ -233,3 +233,18 @@ async def test_reconciling_the_same_status_again_repeats_the_step_and_skips_noth
     again = await world.tick()
     assert again["currentStep"] == status["currentStep"] == steps_done + 1
     assert again["stepState"] == status["stepState"] == "WaitingApproval"
+
+
+async def test_scaling_the_workload_while_a_step_waits_keeps_the_step_and_its_approval_gate() -> (
+    None
+):
+    world = World([{"replicas": "20%"}, {"replicas": "50%"}, {"replicas": "100%"}])
+    await world.tick(3)
+    world.cr["metadata"]["annotations"][APPROVE_ANNOTATION] = "app-v2/1"
+    status = await world.tick(3)
+    assert (status["currentStep"], status["stepState"]) == (2, "WaitingApproval")
+    world.workload.view = replace(world.workload.view, replicas=20)
+    status = await world.tick(5)
+    assert (status["currentStep"], status["stepState"]) == (2, "WaitingApproval")
+    assert world.workload.view.new_pods == 10
+    assert world.workload.view.old_pods == 10

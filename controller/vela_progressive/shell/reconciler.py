@@ -318,7 +318,7 @@ class Reconciler:
         if strategy.mode_for(view.kind) is ReleaseMode.CANARY:
             expected_old = view.replicas
         if state != StepState.UPGRADING and (
-            view.new_pods != step.new_pods or view.old_pods > expected_old
+            view.new_pods != step.new_pods or view.old_pods != expected_old
         ):
             # The workload drifted from the step (scaled, pods deleted): bring it back first.
             state = StepState.UPGRADING
@@ -335,7 +335,7 @@ class Reconciler:
             done = (
                 view.new_pods == step.new_pods
                 and view.new_ready >= step.new_pods - tolerated
-                and view.old_pods <= expected_old
+                and view.old_pods == expected_old
             )
             if not done:
                 if deadline_passed(
