@@ -51,6 +51,11 @@ async def test_each_pause_runs_exactly_the_planned_pods_and_never_more(
             await rel.wait_step(step)
             assert await rel.count(V2, ready_only=True) == EXPECTED_NEW[step]
             assert await rel.count(V1) == (10 if canary_style else 10 - EXPECTED_NEW[step])
+            if canary_style:
+                canary = await kube.get("apps/v1", "Deployment", "web-canary", namespace)
+                assert canary is not None
+                owners = canary["metadata"].get("ownerReferences") or []
+                assert [o["kind"] for o in owners] == [KIND]
             await rel.approve(step)
         await rel.wait_phase("Healthy")
     rel.assert_never_above_plan(EXPECTED_NEW)

@@ -145,7 +145,13 @@ async def test_weights_move_on_every_routing_at_each_step_and_everything_is_rest
             "vs": {"web": 100 - weight, "web-canary": weight},
         }
         canary_svc = await kube.get("v1", "Service", "web-canary", namespace)
+        canary_ingress = await kube.get(*INGRESS, "web-canary", namespace)
         assert canary_svc is not None, "the canary Service was not created"
+        assert canary_ingress is not None, "the canary Ingress was not created"
+        rollout_uid = (await rel.cr())["metadata"]["uid"]
+        for created in (canary_svc, canary_ingress):  # shown under the rollout by vela --tree
+            owners = created["metadata"].get("ownerReferences") or []
+            assert [o["uid"] for o in owners] == [rollout_uid], created["metadata"]
         await rel.approve(step)
     await rel.wait_phase("Healthy")
     await rel.assert_consistent(V2, 10)

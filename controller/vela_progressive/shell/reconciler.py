@@ -59,6 +59,7 @@ class RouteContext:
     canary_selector: dict[str, str]
     stable_selector: dict[str, str]
     disable_canary_service: bool
+    owner_references: tuple[Obj, ...] = ()
 
 
 class TrafficPort(Protocol):
@@ -90,6 +91,20 @@ class Outcome:
     changed: bool = True
 
 
+def owner_reference(cr: Obj) -> Obj:
+    """The rollout as owner of the objects a release creates (not blocking the owner's deletion:
+    the finalizer hands everything back first)."""
+    meta = cr["metadata"]
+    return {
+        "apiVersion": cr["apiVersion"],
+        "kind": cr["kind"],
+        "name": meta["name"],
+        "uid": meta.get("uid", ""),
+        "controller": True,
+        "blockOwnerDeletion": False,
+    }
+
+
 @dataclass
 class Pass:
     """Everything one reconcile pass knows; ``view`` is refreshed after the pass acts."""
@@ -112,7 +127,7 @@ class Reconciler:
     events: EventSink
     clock: Callable[[], datetime]
     #: Builds the workload adapter (injected so the release logic can be tested with fakes).
-    adapters: Callable[[Kube, str, str, str, ReleaseMode], WorkloadAdapter] = adapter_for
+    adapters: Callable[[Kube, str, str, str, ReleaseMode, Obj], WorkloadAdapter] = adapter_for
 
     # ------------------------------------------------------------------ entry points
     async def reconcile(self, cr: Obj) -> Outcome:
@@ -137,12 +152,13 @@ class Reconciler:
             meta["namespace"],
             cr["spec"]["workloadRef"]["name"],
             strategy.mode_for(kind),
+            owner_reference(cr),
         )
         try:
             view = await adapter.observe((cr.get("status") or {}).get("stableRevision"))
         except WorkloadMissing:
             return True
-        await self.traffic.restore(strategy.routings, self._ctx(adapter, view, strategy))
+        await self.traffic.restore(strategy.routings, self._ctx(cr, adapter, view, strategy))
         if not await adapter.finalize(view):
             return False
         await self.events.post(cr, "Normal", "Released", "rollout removed: workload handed back")
@@ -177,7 +193,7 @@ class Reconciler:
         return Strategy.from_properties(props, component), kind
 
     def _ctx(
-        self, adapter: WorkloadAdapter, view: WorkloadView, strategy: Strategy
+        self, cr: Obj, adapter: WorkloadAdapter, view: WorkloadView, strategy: Strategy
     ) -> RouteContext:
         return RouteContext(
             namespace=view.namespace,
@@ -185,6 +201,7 @@ class Reconciler:
             canary_selector=adapter.canary_selector(view),
             stable_selector=adapter.stable_selector(view),
             disable_canary_service=strategy.disable_canary_service,
+            owner_references=(owner_reference(cr),),
         )
 
     async def _reconcile(self, cr: Obj, status: Obj) -> float:
@@ -203,7 +220,12 @@ class Reconciler:
         set_condition(status, "InvalidSpec", False, "Valid", "the strategy is valid", now)
 
         adapter = self.adapters(
-            self.kube, kind, meta["namespace"], spec["workloadRef"]["name"], strategy.mode_for(kind)
+            self.kube,
+            kind,
+            meta["namespace"],
+            spec["workloadRef"]["name"],
+            strategy.mode_for(kind),
+            owner_reference(cr),
         )
         releasing = status.get("canaryRevision")
         try:
@@ -215,7 +237,7 @@ class Reconciler:
         if not view.settled:
             return ACTIVE
         ops = Operations.from_annotations(meta.get("annotations") or {}, revision)
-        ctx = self._ctx(adapter, view, strategy)
+        ctx = self._ctx(cr, adapter, view, strategy)
         release_plan = plan(strategy, kind, view.replicas)
         steps = release_plan.steps
         status.update(

@@ -56,6 +56,10 @@ class TrafficContext:
     stable_selector: Mapping[str, str]
     canary_selector: Mapping[str, str]
     disable_canary_service: bool = False
+    #: Owner references set on every object the release creates (the ProgressiveRollout), so
+    #: ``vela status --tree`` shows them under the rollout and the garbage collector removes
+    #: them if the rollout is ever deleted without the controller.
+    owner_references: tuple[Mapping[str, Any], ...] = ()
 
     def check_split(self) -> None:
         """Raise unless the selectors tell the two revisions apart (needed to route by them)."""

@@ -88,7 +88,7 @@ class TrafficManager:
                 plans.append(
                     (provider_id(routing), provider_for(routing).desired(routing, ctx, seen, route))
                 )
-        await self._transaction(plans, seen)
+        await self._transaction(plans, seen, ctx.owner_references)
 
     async def restore(self, routings: Sequence[TrafficRouting], ctx: TrafficContext) -> None:
         """Every routing object exactly as before the release; no canary routing objects."""
@@ -99,7 +99,7 @@ class TrafficManager:
                 plans.append(
                     (provider_id(routing), provider_for(routing).restore(routing, ctx, seen))
                 )
-        await self._transaction(plans, seen)
+        await self._transaction(plans, seen, ctx.owner_references)
 
     async def ensure_services(
         self, routings: Sequence[TrafficRouting], ctx: TrafficContext
@@ -188,10 +188,13 @@ class TrafficManager:
         for svc in names:
             with _config_errors(SERVICES):
                 plans.append((SERVICES, make(svc, seen)))
-        await self._transaction(plans, seen)
+        await self._transaction(plans, seen, ctx.owner_references)
 
     async def _transaction(
-        self, plans: Sequence[tuple[str, Changes]], seen: dict[ObjectRef, Obj | None]
+        self,
+        plans: Sequence[tuple[str, Changes]],
+        seen: dict[ObjectRef, Obj | None],
+        owners: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         done: list[_Write] = []
         for provider, changes in plans:
@@ -201,7 +204,7 @@ class TrafficManager:
             ] + [(ref, None) for ref in changes.delete]
             for ref, desired in steps:
                 try:
-                    write = await self._write(ref, desired, seen, owned=ref in owned)
+                    write = await self._write(ref, desired, seen, owned=ref in owned, owners=owners)
                 except KubeError as exc:
                     rolled_back = await self._undo(done)
                     raise TrafficError(
@@ -217,6 +220,7 @@ class TrafficManager:
         seen: dict[ObjectRef, Obj | None],
         *,
         owned: bool,
+        owners: Sequence[Mapping[str, Any]] = (),
     ) -> _Write | None:
         """One create/patch/delete; ``None`` when the cluster already matched."""
         current = seen.get(ref)
@@ -229,6 +233,9 @@ class TrafficManager:
             log.info("deleted %s", ref)
             return _Write(ref, current)
         if current is None:
+            if owners:
+                meta = {**desired["metadata"], "ownerReferences": [dict(o) for o in owners]}
+                desired = {**desired, "metadata": meta}
             seen[ref] = await self.kube.create(desired)
             self.writes += 1
             log.info("created %s", ref)

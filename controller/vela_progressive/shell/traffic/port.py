@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from vela_progressive.core.model import PlannedStep, TrafficRouting
 from vela_progressive.core.traffic import RouteState, TrafficContext
@@ -30,6 +30,8 @@ class ReleaseContext(Protocol):
     def canary_selector(self) -> Mapping[str, str]: ...
     @property
     def disable_canary_service(self) -> bool: ...
+    @property
+    def owner_references(self) -> tuple[Mapping[str, Any], ...]: ...
 
 
 def traffic_context(ctx: ReleaseContext) -> TrafficContext:
@@ -39,6 +41,7 @@ def traffic_context(ctx: ReleaseContext) -> TrafficContext:
         stable_selector=dict(ctx.stable_selector),
         canary_selector=dict(ctx.canary_selector),
         disable_canary_service=ctx.disable_canary_service,
+        owner_references=ctx.owner_references,
     )
 
 

@@ -8,6 +8,8 @@ again after a crash or a restart changes nothing more.
 
 from __future__ import annotations
 
+from typing import Any
+
 from vela_progressive.core.model import ReleaseMode
 from vela_progressive.shell.kube import Kube
 from vela_progressive.shell.workloads import deployment_canary, deployment_partition, statefulset
@@ -21,12 +23,17 @@ __all__ = ["CANARY_OF_LABEL", "WorkloadAdapter", "WorkloadMissing", "adapter_for
 
 
 def adapter_for(
-    kube: Kube, kind: str, namespace: str, name: str, mode: ReleaseMode
+    kube: Kube,
+    kind: str,
+    namespace: str,
+    name: str,
+    mode: ReleaseMode,
+    owner: dict[str, Any] | None = None,
 ) -> WorkloadAdapter:
     """The adapter for a workload kind and release mode (kind support is validated earlier)."""
 
     if kind == "Deployment" and mode is ReleaseMode.CANARY:
-        return deployment_canary.CanaryDeployment(kube, namespace, name)
+        return deployment_canary.CanaryDeployment(kube, namespace, name, owner)
     if kind == "Deployment":
         return deployment_partition.PartitionDeployment(kube, namespace, name)
     if kind == "StatefulSet":

@@ -37,8 +37,10 @@ TEMPLATE_HASH_LABEL = f"{ANNOTATION_PREFIX}/template-hash"
 class CanaryDeployment:
     kind = "Deployment"
 
-    def __init__(self, kube: Kube, namespace: str, name: str) -> None:
+    def __init__(self, kube: Kube, namespace: str, name: str, owner: Obj | None = None) -> None:
         self.kube, self.namespace, self.name = kube, namespace, name
+        #: Owner reference of the rollout, set on the canary Deployment it creates.
+        self.owner = owner
         self.canary_name = f"{name}-canary"
         self._deploy: Obj = {}
         self._canary: Obj | None = None
@@ -150,6 +152,7 @@ class CanaryDeployment:
                 "namespace": self.namespace,
                 "labels": {CANARY_OF_LABEL: self.name},
                 "annotations": {SOURCE_HASH_ANNOTATION: template_hash(deploy["spec"]["template"])},
+                "ownerReferences": [self.owner] if self.owner else [],
             },
             "spec": {
                 "replicas": replicas,
