@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.cluster import REPO, Cluster
 from vela_progressive.core.model import API_GROUP
 
@@ -10,6 +12,14 @@ ADDON_DIR = REPO / "dist" / "addon" / ADDON
 ADDON_APP = f"addon-{ADDON}"
 CRD = f"progressiverollouts.{API_GROUP}"
 TRAIT = "progressive-rollout"
+CONTROLLER = "vela-progressive-controller"
+#: Objects of the addon that may exist before it is enabled: (kubectl resource, namespace).
+ADOPTABLE = (
+    (f"customresourcedefinition/{CRD}", ""),
+    (f"serviceaccount/{CONTROLLER}", "vela-system"),
+    (f"clusterrole/{CONTROLLER}", ""),
+    (f"clusterrolebinding/{CONTROLLER}", ""),
+)
 
 
 class Addon:
@@ -25,37 +35,50 @@ class Addon:
         return got.returncode == 0
 
     def enable(self) -> None:
-        self._adopt_crd()
+        self._adopt()
         # No -y and no -s: the world runs the placeholder vela-core Deployment that the version
         # check reads, so the check passes for real. Empty stdin: a prompt fails, never hangs.
-        self.cluster.vela("addon", "enable", str(ADDON_DIR), "inCluster=false", input="")
+        done = self.cluster.vela(
+            "addon", "enable", str(ADDON_DIR), "inCluster=false", input="", check=False
+        )
+        if done.returncode != 0:
+            why = self.cluster.vela("status", ADDON_APP, "-n", "vela-system", check=False)
+            pytest.fail(
+                f"vela addon enable failed (exit {done.returncode}):\n{done.stdout}{done.stderr}"
+                f"\n--- vela status {ADDON_APP} -n vela-system ---\n{why.stdout}{why.stderr}",
+                pytrace=False,
+            )
 
     def ensure_enabled(self) -> None:
         """Enable again if a test (the disable test) took it away."""
         if not self.enabled():
             self.enable()
 
-    def _adopt_crd(self) -> None:
-        """Let the addon take over the CRD the ``controller`` fixture installed with kubectl.
+    def _adopt(self) -> None:
+        """Let the addon take over what the ``controller`` fixture installed with kubectl.
 
-        KubeVela refuses to apply over an object no Application manages ("exists but not
-        managed by any application now"). A user who installed the CRD by hand meets the
-        same refusal; until the addon declares a take-over policy for its CRD, the tests mark
-        the CRD as the addon's the way KubeVela itself does (its owner labels).
+        The fixture installs the CRD, and the addon's ServiceAccount and RBAC (the controller
+        runs with them), before this fixture enables the addon. KubeVela refuses to apply over
+        an object no Application manages ("exists but not managed by any application now"); a
+        user who installed them by hand meets the same refusal. Until the addon declares a
+        take-over policy for them, the tests mark them as the addon's the way KubeVela itself
+        does: with its owner labels.
         """
-        got = self.cluster.kubectl(
-            "get",
-            "crd",
-            CRD,
-            "-o",
-            "jsonpath={.metadata.labels.app\\.oam\\.dev/name}",
-            check=False,
-        )
-        if got.returncode == 0 and not got.stdout.strip():
-            self.cluster.kubectl(
-                "label",
-                "crd",
-                CRD,
-                f"app.oam.dev/name={ADDON_APP}",
-                "app.oam.dev/namespace=vela-system",
+        for resource, namespace in ADOPTABLE:
+            args = ["-n", namespace] if namespace else []
+            got = self.cluster.kubectl(
+                "get",
+                resource,
+                *args,
+                "-o",
+                "jsonpath={.metadata.labels.app\\.oam\\.dev/name}",
+                check=False,
             )
+            if got.returncode == 0 and not got.stdout.strip():
+                self.cluster.kubectl(
+                    "label",
+                    resource,
+                    *args,
+                    f"app.oam.dev/name={ADDON_APP}",
+                    "app.oam.dev/namespace=vela-system",
+                )

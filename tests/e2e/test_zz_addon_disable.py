@@ -2,8 +2,8 @@
 once none does it removes everything enabling added (except the CRD, kept on purpose).
 
 The module is named to run last in the tier (pytest runs files in name order): the other e2e
-tests need the addon. A test that runs after it anyway gets the addon enabled again by the
-``release_of`` fixture.
+tests need the addon. Afterwards the addon is enabled again and the session's controller
+restarted, so the tiers that run later in the same session (integration) find them as before.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import pytest
 
 from tests.e2e.addon import ADDON, ADDON_APP, CRD, TRAIT, Addon
 from tests.e2e.kit import Release
+from tests.support import controller as controller_support
 from tests.support.cluster import Cluster
-from tests.support.controller import WEBHOOK_CONFIG
+from tests.support.controller import WEBHOOK_CONFIG, Controller
 
 pytestmark = [pytest.mark.e2e]
 
@@ -98,9 +99,27 @@ def apps_using_the_trait(cluster: Cluster) -> list[str]:
     ]
 
 
+def restore(cluster: Cluster, addon: Addon, controller: Controller) -> None:
+    """Enable the addon again; a controller that authenticates as the addon's ServiceAccount
+    (recreated, so its old token is void) gets a new token and a restart."""
+    addon.enable()
+    make_kubeconfig = getattr(controller_support, "controller_kubeconfig", None)
+    if make_kubeconfig is not None and hasattr(controller, "kubeconfig"):
+        controller.kubeconfig = make_kubeconfig(cluster, controller.state)
+        controller.stop()
+        controller.start()
+
+
 async def test_disable_is_refused_while_an_application_uses_the_trait_then_removes_the_addon(
-    cluster: Cluster, release_of: Callable[[str], Release], addon: Addon
+    cluster: Cluster, release_of: Callable[[str], Release], addon: Addon, controller: Controller
 ) -> None:
+    try:
+        await _disable(cluster, release_of, addon)
+    finally:
+        restore(cluster, addon, controller)
+
+
+async def _disable(cluster: Cluster, release_of: Callable[[str], Release], addon: Addon) -> None:
     rel = release_of("05-manual-approval")
     await rel.deploy_v1(replicas=4)
 
