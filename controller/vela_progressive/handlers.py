@@ -137,6 +137,10 @@ async def drive(
         except KubeError as exc:  # conflicts and transient API errors: try again shortly
             log.info("reconcile %s/%s: %s (retrying)", namespace, name, exc)
             outcome = None
+        except Exception:  # a bug must not stop every other release: log it, retry later
+            log.exception("reconcile %s/%s failed (retrying in 30s)", namespace, name)
+            await asyncio.sleep(30)
+            continue
         if outcome is not None and outcome.changed:
             await kube.patch(
                 f"{API_GROUP}/{API_VERSION}",

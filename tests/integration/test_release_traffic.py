@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.release_kit import CR_API, V2, Release, rollout, workload
+from tests.integration.release_kit import CR_API, V2, Release, eventually, rollout, workload
 from tests.support.controller import Controller
 from vela_progressive.core.model import KIND
 from vela_progressive.core.release import ABORT_ANNOTATION
@@ -214,3 +214,32 @@ async def test_abort_restores_every_route_and_service_exactly(
     await rel.wait_pods("registry.invalid/web:v1", 10)
     assert await snapshot(kube, namespace) == before
     assert await kube.get(*INGRESS, "web-canary", namespace) is None
+
+
+async def test_a_missing_routing_object_is_reported_and_the_release_goes_on_once_it_exists(
+    controller: Controller, kube: Kube, namespace: str
+) -> None:
+    steps = [{"replicas": "20%", "weight": 20}, {"replicas": "100%", "weight": 100}]
+    rel, _ = await setup(kube, namespace, steps)
+    route = await kube.get(*ROUTE, "web", namespace)
+    assert route is not None
+    await kube.delete(*ROUTE, "web", namespace)
+    await rel.set_image(V2, "app-v2")
+
+    async def reported() -> Obj | None:
+        status = (await rel.cr()).get("status") or {}
+        conditions = {c["type"]: c for c in status.get("conditions", [])}
+        traffic = conditions.get("TrafficReady")
+        return status if traffic and traffic["status"] == "False" else None
+
+    status = await eventually(reported, 60, "a TrafficReady=False condition")
+    assert "HTTPRoute" in status["message"], status["message"]
+    assert "web" in status["message"]
+    # Nothing half-changed: the Ingress and VirtualService have no canary share yet.
+    assert await kube.get(*INGRESS, "web-canary", namespace) is None
+    vs = await kube.get(*VS, "web", namespace)
+    assert vs is not None
+    assert [d["destination"]["host"] for d in vs["spec"]["http"][0]["route"]] == ["web"]
+    await kube.create(originals(namespace)[2])
+    await rel.wait_step(1)
+    assert (await weights(kube, namespace))["route"] == {"web": 80, "web-canary": 20}

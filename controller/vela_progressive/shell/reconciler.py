@@ -39,6 +39,7 @@ from vela_progressive.core.validation import InvalidSpec, Problem, validate_prop
 from vela_progressive.core.workloads import SUPPORTED_KINDS, WorkloadView
 from vela_progressive.shell.events import EventSink
 from vela_progressive.shell.kube import Kube
+from vela_progressive.shell.traffic.manager import TrafficError
 from vela_progressive.shell.workloads import WorkloadAdapter, WorkloadMissing, adapter_for
 
 Obj = dict[str, Any]
@@ -133,7 +134,22 @@ class Reconciler:
     async def reconcile(self, cr: Obj) -> Outcome:
         before = cr.get("status") or {}
         status = copy.deepcopy(before)
-        requeue = await self._reconcile(cr, status)
+        try:
+            requeue = await self._reconcile(cr, status)
+        except TrafficError as exc:
+            # Nothing is half-changed (the traffic manager undid its writes); say what failed
+            # and try again: the routing object may simply not exist yet.
+            message = f"traffic: {exc}"
+            if status.get("message") != message:
+                await self.events.post(cr, "Warning", "TrafficFailed", message)
+            status["message"] = message
+            set_condition(status, "TrafficReady", False, "TrafficFailed", str(exc), self.clock())
+            requeue = WAITING
+        else:
+            if any(c["type"] == "TrafficReady" for c in status.get("conditions", [])):
+                set_condition(
+                    status, "TrafficReady", True, "Routed", "traffic as planned", self.clock()
+                )
         return Outcome(status=status, requeue=requeue, changed=status != before)
 
     async def release(self, cr: Obj) -> bool:
