@@ -405,6 +405,18 @@ def finish(env: Env) -> None:
         )
     say(f"Application {APP}: {app_phase(env)}; {traffic(env)}")
     rel = os.path.relpath
+    tries = [
+        (f"kubectl progressive status {APP}", "the release table and the next command"),
+        (f"vela status {APP}", "KubeVela's view, with the trait's message"),
+        ("kubectl get vpr -A", "every progressive rollout"),
+        ("kubectl progressive plan examples/02-ab-header-gateway-api/app-v2.yaml", "offline"),
+        ("less examples/README.md", "six examples: A/B, Istio, StatefulSet, abort, ..."),
+        (f"tail -f {rel(LOG_FILE)}", "the controller's log"),
+    ]
+    width = max(len(command) for command, _ in tries if len(command) < 45) + 2
+    lines = "\n".join(
+        f"    {command:<{max(width, len(command) + 2)}}# {why}" for command, why in tries
+    )
     print(
         f"""
 The cluster '{CLUSTER}' and the controller keep running. Use them from this shell with:
@@ -414,12 +426,7 @@ The cluster '{CLUSTER}' and the controller keep running. Use them from this shel
 
 Next commands to try:
 
-    kubectl progressive status {APP}         # the release table and the next command
-    vela status {APP}                        # KubeVela's view, with the trait's message
-    kubectl get vpr -A                       # every progressive rollout
-    kubectl progressive plan examples/02-ab-header-gateway-api/app-v2.yaml
-    less examples/README.md                  # six examples: A/B, Istio, StatefulSet, abort...
-    tail -f {rel(LOG_FILE)}     # the controller's log
+{lines}
 
 Stop everything (controller, then cluster):
 
