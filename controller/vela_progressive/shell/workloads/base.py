@@ -77,3 +77,29 @@ def is_live(pod: Obj) -> bool:
     return not pod["metadata"].get("deletionTimestamp") and pod.get("status", {}).get(
         "phase"
     ) not in ("Succeeded", "Failed")
+
+
+def settled(obj: Obj) -> bool:
+    """The workload's controller has observed its latest spec."""
+    return int(obj.get("status", {}).get("observedGeneration", 0)) >= int(
+        obj["metadata"].get("generation", 0)
+    )
+
+
+def view_of(
+    obj: Obj, *, update: str, stable: str | None, new: list[Obj], live_pods: int, held: bool
+) -> WorkloadView:
+    """The normalised view of a workload object and its pods (``new``: the update revision's)."""
+    return WorkloadView(
+        kind=obj["kind"],
+        name=obj["metadata"]["name"],
+        namespace=obj["metadata"]["namespace"],
+        replicas=int(obj["spec"].get("replicas", 1)),
+        update_revision=update,
+        stable_revision=stable,
+        new_pods=len(new),
+        new_ready=sum(1 for p in new if is_ready(p)),
+        old_pods=live_pods - len(new),
+        held=held,
+        settled=settled(obj),
+    )

@@ -24,8 +24,8 @@ from vela_progressive.shell.workloads.base import (
     CANARY_OF_LABEL,
     WorkloadMissing,
     is_live,
-    is_ready,
     selector_string,
+    view_of,
 )
 
 Obj = dict[str, Any]
@@ -106,19 +106,13 @@ class CanaryDeployment:
         ]
         new = canary_current + stable_new
         update = self._target_hash
-        meta, status = deploy["metadata"], deploy.get("status", {})
-        return WorkloadView(
-            kind=self.kind,
-            name=self.name,
-            namespace=self.namespace,
-            replicas=int(deploy["spec"].get("replicas", 1)),
-            update_revision=update,
-            stable_revision=stable,
-            new_pods=len(new),
-            new_ready=sum(1 for p in new if is_ready(p)),
-            old_pods=len(pods) - len(new),
+        return view_of(
+            deploy,
+            update=update,
+            stable=stable,
+            new=new,
+            live_pods=len(pods),
             held=bool(deploy["spec"].get("paused")),
-            settled=status.get("observedGeneration", 0) >= meta.get("generation", 0),
         )
 
     async def new_revision_pods(self, view: WorkloadView) -> list[Obj]:

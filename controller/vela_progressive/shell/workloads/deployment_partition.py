@@ -30,8 +30,8 @@ from vela_progressive.shell.kube import Kube
 from vela_progressive.shell.workloads.base import (
     WorkloadMissing,
     is_live,
-    is_ready,
     selector_string,
+    view_of,
 )
 
 Obj = dict[str, Any]
@@ -95,19 +95,13 @@ class PartitionDeployment:
                 biggest = max(others, key=lambda rs: rs["spec"].get("replicas", 0))
                 stable = biggest["metadata"]["labels"][POD_TEMPLATE_HASH]
         new = [p for p in self._pods if p["metadata"]["labels"].get(POD_TEMPLATE_HASH) == update]
-        meta, status = deploy["metadata"], deploy.get("status", {})
-        return WorkloadView(
-            kind=self.kind,
-            name=self.name,
-            namespace=self.namespace,
-            replicas=int(deploy["spec"].get("replicas", 1)),
-            update_revision=update,
-            stable_revision=stable,
-            new_pods=len(new),
-            new_ready=sum(1 for p in new if is_ready(p)),
-            old_pods=len(self._pods) - len(new),
+        return view_of(
+            deploy,
+            update=update,
+            stable=stable,
+            new=new,
+            live_pods=len(self._pods),
             held=bool(deploy["spec"].get("paused")),
-            settled=status.get("observedGeneration", 0) >= meta.get("generation", 0),
         )
 
     async def new_revision_pods(self, view: WorkloadView) -> list[Obj]:

@@ -20,8 +20,9 @@ from vela_progressive.shell.kube import Kube
 from vela_progressive.shell.workloads.base import (
     WorkloadMissing,
     is_live,
-    is_ready,
     selector_string,
+    settled,
+    view_of,
 )
 
 Obj = dict[str, Any]
@@ -57,25 +58,19 @@ class PartitionStatefulSet:
         ]
         status = sts.get("status", {})
         replicas = int(sts["spec"].get("replicas", 1))
-        settled = status.get("observedGeneration", 0) >= sts["metadata"].get("generation", 0)
-        update = status.get("updateRevision", "") if settled else ""
+        update = status.get("updateRevision", "") if settled(sts) else ""
         stable = stable_hint or status.get("currentRevision")
         new = [
             p for p in self._pods if p["metadata"]["labels"].get(CONTROLLER_REVISION_HASH) == update
         ]
-        return WorkloadView(
-            kind=self.kind,
-            name=self.name,
-            namespace=self.namespace,
-            replicas=replicas,
-            update_revision=update,
-            stable_revision=stable,
-            new_pods=len(new),
-            new_ready=sum(1 for p in new if is_ready(p)),
-            old_pods=len(self._pods) - len(new),
+        return view_of(
+            sts,
+            update=update,
+            stable=stable,
+            new=new,
+            live_pods=len(self._pods),
             held=ORIGINAL_ANNOTATION in sts["metadata"].get("annotations", {})
             or _partition(sts) >= replicas > 0,
-            settled=settled,
         )
 
     async def new_revision_pods(self, view: WorkloadView) -> list[Obj]:
