@@ -84,3 +84,7 @@ test: lint verify test-unit test-cue test-cluster ## Every tier: lint, types, im
 .PHONY: demo
 demo: venv build-binaries ## From nothing to a visible canary release on a local cluster
 	$(PY) hack/demo.py
+
+.PHONY: demo-stop
+demo-stop: venv ## Stop the demo's controller and cluster
+	$(PY) hack/demo.py --stop

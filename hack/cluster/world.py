@@ -1184,6 +1184,19 @@ def exe_dirs(st: State) -> list[Path]:
 def teardown(st: State, say: Say) -> list[str]:
     """Stop everything of this cluster, check nothing is left, remove the state directory."""
     problems = stop_processes(st, say)
+    # Processes started beside the cluster by other tools (make demo's controller) leave a
+    # <name>.pid file in the state directory: stop them too, they would outlive their cluster.
+    for pid_file in sorted(st.dir.glob("*.pid")) if st.dir.exists() else []:
+        with contextlib.suppress(ValueError, OSError):
+            pid = int(pid_file.read_text().split()[0])
+            say(f"stopping {pid_file.stem} (pid {pid}) started beside the cluster")
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                if proc_starttime(pid) is None:
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(pid, signal.SIGKILL)
     for pid in stray_processes(st.dir, exe_dirs(st)):
         say(f"stopping stray process {pid} ({_comm(pid)}) that uses {st.dir}")
         with contextlib.suppress(ProcessLookupError):

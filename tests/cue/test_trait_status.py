@@ -34,13 +34,16 @@ def _probe_definition(vela: Vela) -> str:
     scripts = _status_scripts(vela)
 
     def block(name: str, script: str) -> str:
+        # vela's context: the Application revision being rendered, and the live rollout.
         return (
-            f"{name}: {{\n\tcontext: {{outputs: {{if parameter.rollout != _|_ {{rollout: "
-            f"parameter.rollout}}}}}}\n{textwrap.indent(script, chr(9))}\n}}\n"
+            f"{name}: {{\n\tcontext: {{\n\t\tif parameter.appRevision != _|_ "
+            f"{{appRevision: parameter.appRevision}}\n"
+            f"\t\toutputs: {{if parameter.rollout != _|_ {{rollout: parameter.rollout}}}}\n\t}}\n"
+            f"{textwrap.indent(script, chr(9))}\n}}\n"
         )
 
     template = (
-        "parameter: {rollout?: {...}}\n"
+        "parameter: {rollout?: {...}, appRevision?: string}\n"
         + block("_health", scripts["healthPolicy"])
         + block("_custom", scripts["customStatus"])
         + 'output: {apiVersion: "v1", kind: "ConfigMap", metadata: name: "probe"\n'
@@ -58,11 +61,15 @@ def _probe_definition(vela: Vela) -> str:
     return yaml.safe_dump(definition)
 
 
-def _status(vela: Vela, tmp: Path, rollout: dict[str, Any] | None) -> tuple[bool, str]:
+def _status(
+    vela: Vela, tmp: Path, rollout: dict[str, Any] | None, app_revision: str | None = None
+) -> tuple[bool, str]:
     defs = tmp / "defs"
     defs.mkdir(exist_ok=True)
     (defs / "status-probe.yaml").write_text(_probe_definition(vela))
-    props = {} if rollout is None else {"rollout": rollout}
+    props: dict[str, Any] = {} if rollout is None else {"rollout": rollout}
+    if rollout is not None:
+        props["appRevision"] = app_revision or rollout["spec"]["revision"]["name"]
     app = {
         "apiVersion": "core.oam.dev/v1beta1",
         "kind": "Application",
@@ -142,3 +149,15 @@ def test_status_shows_the_controller_message_and_health_of_the_current_revision(
     vela: Vela, tmp_path: Path, rollout: dict[str, Any] | None, healthy: bool, message: str
 ) -> None:
     assert _status(vela, tmp_path, rollout) == (healthy, message)
+
+
+def test_a_live_rollout_that_still_names_the_previous_revision_is_not_healthy(
+    vela: Vela, tmp_path: Path
+) -> None:
+    # KubeVela renders shop-v3 while the live rollout (and its status) still say shop-v2: the
+    # Application must wait instead of taking the old revision's health for the new one.
+    stale = _rollout({"phase": "Healthy", "observedRevision": "shop-v2", "message": "done"})
+    assert _status(vela, tmp_path, stale, app_revision="shop-v3") == (
+        False,
+        f"{WAITING} to pick up revision shop-v3",
+    )

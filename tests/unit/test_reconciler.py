@@ -102,7 +102,7 @@ class FakeEvents:
 class World:
     """A reconciler wired to fakes, and the CR it reconciles."""
 
-    def __init__(self, steps: list[Obj], ready_endpoints: int = 1) -> None:
+    def __init__(self, steps: list[Obj], ready_endpoints: int = 1, grace: int = 0) -> None:
         self.journal = Journal()
         self.now = T0
         self.workload = FakeWorkload(
@@ -142,7 +142,13 @@ class World:
                     "releaseMode": "batch",
                     "canary": {
                         "steps": steps,
-                        "trafficRoutings": [{"type": "gateway", "gatewayHTTPRouteName": "web"}],
+                        "trafficRoutings": [
+                            {
+                                "type": "gateway",
+                                "gatewayHTTPRouteName": "web",
+                                "gracePeriodSeconds": grace,
+                            }
+                        ],
                     },
                 },
             },
@@ -248,3 +254,33 @@ async def test_scaling_the_workload_while_a_step_waits_keeps_the_step_and_its_ap
     assert (status["currentStep"], status["stepState"]) == (2, "WaitingApproval")
     assert world.workload.view.new_pods == 10
     assert world.workload.view.old_pods == 10
+
+
+async def test_a_timed_wait_starts_once_the_traffic_change_has_settled() -> None:
+    world = World(
+        [{"replicas": "20%", "weight": 20, "duration": 10}, {"replicas": "100%"}], grace=5
+    )
+    status = await world.tick(3)
+    assert "traffic settling" in status["message"]
+    world.now += timedelta(seconds=14)  # 5 s grace + 9 s of the 10 s wait
+    status = await world.tick()
+    assert status["currentStep"] == 1
+    world.now += timedelta(seconds=2)
+    status = await world.tick()
+    assert status["currentStep"] == 2
+
+
+async def test_abort_waits_the_grace_period_between_traffic_and_pods() -> None:
+    world = World([{"replicas": "20%", "weight": 20}, {"replicas": "100%"}], grace=5)
+    await world.tick(3)
+    world.now += timedelta(seconds=6)
+    await world.tick()
+    world.cr["metadata"]["annotations"][ABORT_ANNOTATION] = "app-v2"
+    world.journal.calls.clear()
+    status = await world.tick()
+    assert world.journal.calls == ["traffic back to stable"]
+    assert status["phase"] != "Aborted"
+    world.now += timedelta(seconds=6)
+    status = await world.tick()
+    assert "pods back to stable" in world.journal.calls
+    assert status["phase"] == "Aborted"

@@ -12,7 +12,7 @@ import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from vela_progressive.core.diagnosis import classify
@@ -230,7 +230,9 @@ class Reconciler:
         except InvalidSpec as exc:
             if status.get("phase") != Phase.FAILED or status.get("message") != str(exc):
                 await self.events.post(cr, "Warning", "InvalidSpec", str(exc))
-            status.update(phase=Phase.FAILED, message=f"invalid spec: {exc}")
+            status.update(
+                phase=Phase.FAILED, message=f"invalid spec: {exc}", observedRevision=revision
+            )
             set_condition(status, "InvalidSpec", True, "InvalidSpec", str(exc), now)
             return IDLE
         set_condition(status, "InvalidSpec", False, "Valid", "the strategy is valid", now)
@@ -251,6 +253,11 @@ class Reconciler:
             set_condition(status, "Progressing", False, "WorkloadMissing", str(exc), now)
             return WAITING
         if not view.settled:
+            return ACTIVE
+        if view.app_revision and revision and view.app_revision != revision:
+            # PreDispatch: the rollout already names the new revision, KubeVela has not applied
+            # the workload yet. Judging the old workload now would report the new revision done.
+            status["message"] = f"waiting for KubeVela to apply revision {revision}"
             return ACTIVE
         ops = Operations.from_annotations(meta.get("annotations") or {}, revision)
         ctx = self._ctx(cr, adapter, view, strategy)
@@ -317,6 +324,7 @@ class Reconciler:
             stableRevision=view.update_revision,
             canaryRevision=None,
             rollingBack=None,
+            trafficRestoredAt=None,
             stableAppRevision=status.get("observedRevision"),
             message=message,
         )
@@ -336,6 +344,7 @@ class Reconciler:
             stepStartedAt=iso(now),
             waitingSince=None,
             rollingBack=None,
+            trafficRestoredAt=None,
             message=message,
         )
         set_condition(status, "Progressing", True, "InRolling", message, now)
@@ -396,15 +405,24 @@ class Reconciler:
                     status["message"] = describe_step(step, total, "waiting for canary endpoints")
                     return ACTIVE
                 await self.traffic.route(strategy.routings, ctx, step)
+            # Waits count from the moment the traffic change has settled (gracePeriodSeconds).
+            grace = max((r.grace_period_seconds for r in strategy.routings), default=0)
             state = StepState.WAITING
-            status.update(stepState=state, waitingSince=iso(now))
+            status.update(stepState=state, waitingSince=iso(now + timedelta(seconds=grace)))
             record(status, index, state, "traffic moved", now)
 
         if state in (StepState.WAITING, StepState.APPROVAL):
+            settling = parse_iso(status.get("waitingSince"))
+            if settling is not None and settling > now:
+                left = (settling - now).total_seconds()
+                status["message"] = describe_step(step, total, f"traffic settling ({left:.0f}s)")
+                return left
             if step.wait.kind is WaitKind.APPROVAL and ops.approved_step != index:
+                app = (cr["spec"].get("application") or {}).get("name") or cr["metadata"]["name"]
+                approve = f"kubectl progressive approve {app} -n {cr['metadata']['namespace']}"
                 status.update(
                     stepState=StepState.APPROVAL,
-                    message=describe_step(step, total, "waiting for approval"),
+                    message=f"{describe_step(step, total, 'waiting for approval')} ({approve})",
                 )
                 record(status, index, StepState.APPROVAL, "waiting for approval", now)
                 return WAITING
@@ -427,11 +445,26 @@ class Reconciler:
             return 0.0
         return ACTIVE
 
+    @staticmethod
+    def _grace_left(status: Obj, key: str, strategy: Strategy, now: datetime) -> float:
+        """Seconds until the traffic change recorded under ``key`` has settled
+        (``gracePeriodSeconds`` of the routings, the largest one)."""
+        grace = max((r.grace_period_seconds for r in strategy.routings), default=0)
+        started = parse_iso(status.get(key))
+        if started is None:
+            status[key] = iso(now)
+            started = now
+        return max(grace - (now - started).total_seconds(), 0.0)
+
     async def _finalize(self, p: Pass) -> float:
         cr, status, adapter, view, now = p.cr, p.status, p.adapter, p.view, p.now
         strategy, ctx = p.strategy, p.ctx
         # Traffic first goes back to the (unpinned) stable Service, then the workload rolls.
         await self.traffic.restore(strategy.routings, ctx)
+        left = self._grace_left(status, "trafficRestoredAt", strategy, now)
+        if left > 0:
+            status["message"] = f"traffic back on the stable Service; pods move in {left:.0f}s"
+            return left
         if not await adapter.finalize(view):
             status["message"] = (
                 "rolling back to the stable revision" if status.get("rollingBack") else "finalizing"
@@ -450,17 +483,31 @@ class Reconciler:
     async def _abort(self, p: Pass) -> float:
         cr, status, adapter, view, now = p.cr, p.status, p.adapter, p.view, p.now
         strategy, ctx = p.strategy, p.ctx
-        if status.get("phase") != Phase.ABORTED:
-            # Traffic back to stable first, then the pods.
-            await self.traffic.restore(strategy.routings, ctx)
-            status["currentWeight"] = 0
-            record(status, int(status.get("currentStep") or 0), "Aborted", "aborted", now)
-            await self.events.post(cr, "Warning", "Aborted", "release aborted: back to stable")
+        step = int(status.get("currentStep") or 0)
+        if not status.get("trafficRestoredAt"):
+            await self.events.post(cr, "Warning", "Aborting", "release aborted: back to stable")
+            record(status, step, "Aborting", "traffic back to stable first", now)
+        # Traffic back to stable first, then (after the grace period) the pods.
+        await self.traffic.restore(strategy.routings, ctx)
+        status["currentWeight"] = 0
+        left = self._grace_left(status, "trafficRestoredAt", strategy, now)
+        if left > 0:
+            status["message"] = f"aborting: traffic back on stable; pods move in {left:.0f}s"
+            return left
         await adapter.abort(view)
+        view = await adapter.observe(status.get("stableRevision"))
+        if view.new_pods > 0 or view.old_pods < view.replicas:
+            status["message"] = (
+                f"aborting: {view.new_pods} pod(s) of the new revision still running, "
+                f"{view.old_pods}/{view.replicas} stable"
+            )
+            return ACTIVE
         msg = (
             "aborted: every pod back on the stable revision; "
             "roll back (kubectl progressive rollback) or release a new version"
         )
+        if status.get("phase") != Phase.ABORTED:
+            record(status, step, "Aborted", "every pod back on stable", now)
         status.update(phase=Phase.ABORTED, message=msg)
         set_condition(status, "Progressing", False, "Aborted", msg, now)
         return WAITING

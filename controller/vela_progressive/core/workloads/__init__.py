@@ -19,6 +19,8 @@ Obj = dict[str, Any]
 POD_TEMPLATE_HASH = "pod-template-hash"
 #: Label the StatefulSet/DaemonSet controllers put on pods.
 CONTROLLER_REVISION_HASH = "controller-revision-hash"
+#: Label KubeVela puts on every object it applies: the Application revision.
+APP_REVISION_LABEL = "app.oam.dev/appRevision"
 
 SUPPORTED_KINDS = ("Deployment", "StatefulSet")
 
@@ -49,6 +51,9 @@ class WorkloadView:
     held: bool
     #: The workload controller has caught up with the spec (observedGeneration).
     settled: bool
+    #: The Application revision KubeVela last applied to the workload (its
+    #: ``app.oam.dev/appRevision`` label); ``None`` for a workload KubeVela does not manage.
+    app_revision: str | None = None
 
     @property
     def idle(self) -> bool:

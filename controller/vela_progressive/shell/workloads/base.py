@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from vela_progressive.core.model import ANNOTATION_PREFIX
-from vela_progressive.core.workloads import WorkloadView
+from vela_progressive.core.workloads import APP_REVISION_LABEL, WorkloadView
 
 Obj = dict[str, Any]
 
@@ -102,4 +102,5 @@ def view_of(
         old_pods=live_pods - len(new),
         held=held,
         settled=settled(obj),
+        app_revision=(obj["metadata"].get("labels") or {}).get(APP_REVISION_LABEL),
     )
