@@ -330,6 +330,9 @@ class Reconciler:
         )
         set_condition(status, "Progressing", False, "Completed", message, now)
         set_condition(status, "Succeeded", True, "Completed", message, now)
+        if any(c["type"] == "HoldMissed" for c in status.get("conditions", [])):
+            # The missed hold belonged to the release that just ended.
+            set_condition(status, "HoldMissed", False, "ReleaseEnded", message, now)
         return IDLE
 
     async def _start(self, p: Pass, message: str) -> float:
