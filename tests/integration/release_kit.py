@@ -170,6 +170,13 @@ class Release:
         rev = (await self.cr())["spec"]["revision"]["name"]
         await self.annotate(APPROVE_ANNOTATION, f"{rev}/{step}")
 
+    async def approve_until(self, step: int) -> Obj:
+        """Approve every step before ``step`` as it comes; the status once ``step`` waits."""
+        for earlier in range(1, step):
+            await self.wait_step(earlier)
+            await self.approve(earlier)
+        return await self.wait_step(step)
+
     async def pause(self, on: bool) -> None:
         rev = (await self.cr())["spec"]["revision"]["name"]
         await self.annotate(PAUSE_ANNOTATION, rev if on else None)

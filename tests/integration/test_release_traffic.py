@@ -204,9 +204,7 @@ async def test_abort_restores_every_route_and_service_exactly(
     ]
     rel, before = await setup(kube, namespace, steps)
     await rel.set_image(V2, "app-v2")
-    await rel.wait_step(1)
-    await rel.approve(1)
-    await rel.wait_step(2)
+    await rel.approve_until(2)
     await kube.patch(
         CR_API, KIND, "web", namespace, {"metadata": {"annotations": {ABORT_ANNOTATION: "app-v2"}}}
     )
