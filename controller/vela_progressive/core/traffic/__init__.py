@@ -9,8 +9,7 @@ and :mod:`.order` says in which order the controller moves pods, Services and ro
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Sequence
 
 from vela_progressive.core.model import TrafficRouting
 from vela_progressive.core.traffic.gateway import GatewayProvider
@@ -19,12 +18,12 @@ from vela_progressive.core.traffic.istio import IstioProvider
 from vela_progressive.core.traffic.objects import (
     ORIGINAL_ANNOTATION,
     Changes,
-    Obj,
     ObjectRef,
     RouteState,
     TrafficConfigError,
     TrafficContext,
 )
+from vela_progressive.core.traffic.routing import RoutingProvider
 
 __all__ = [
     "ORIGINAL_ANNOTATION",
@@ -41,33 +40,8 @@ __all__ = [
 ]
 
 
-class TrafficProvider(Protocol):
-    def refs(self, routing: TrafficRouting, ctx: TrafficContext) -> list[ObjectRef]:
-        """Objects to read before acting (the user's objects and the ones we create)."""
-        ...
-
-    def check(self, routing: TrafficRouting, route: RouteState) -> tuple[str, ...]:
-        """Why ``route`` cannot be served by this routing (empty when it can)."""
-        ...
-
-    def desired(
-        self,
-        routing: TrafficRouting,
-        ctx: TrafficContext,
-        originals: Mapping[ObjectRef, Obj | None],
-        route: RouteState,
-    ) -> Changes:
-        """The objects for ``route``; ``originals`` maps each ref to the object read (or None)."""
-        ...
-
-    def restore(
-        self,
-        routing: TrafficRouting,
-        ctx: TrafficContext,
-        originals: Mapping[ObjectRef, Obj | None],
-    ) -> Changes:
-        """Everything back to exactly what it was before the release."""
-        ...
+#: The contract of a routing provider (the one base class every provider derives from).
+TrafficProvider = RoutingProvider
 
 
 PROVIDERS: dict[str, TrafficProvider] = {

@@ -25,6 +25,7 @@ from vela_progressive.core.traffic.objects import (
     TrafficContext,
 )
 from vela_progressive.core.traffic.original import original_of, patched, require
+from vela_progressive.core.traffic.routing import RoutingProvider
 
 API_VERSION = "gateway.networking.k8s.io/v1"
 KIND = "HTTPRoute"
@@ -69,7 +70,7 @@ def combine(original: Mapping[str, Any], step: Match) -> Obj:
     return new
 
 
-class GatewayProvider:
+class GatewayProvider(RoutingProvider):
     """HTTPRoute backendRef weights and match rules."""
 
     def refs(self, routing: TrafficRouting, ctx: TrafficContext) -> list[ObjectRef]:
@@ -84,18 +85,13 @@ class GatewayProvider:
             for feature in sorted(needed - capabilities(routing))
         )
 
-    def desired(
+    def split(
         self,
         routing: TrafficRouting,
         ctx: TrafficContext,
         originals: Mapping[ObjectRef, Obj | None],
         route: RouteState,
     ) -> Changes:
-        if route.all_stable:
-            return self.restore(routing, ctx, originals)
-        problems = self.check(routing, route)
-        if problems:
-            raise TrafficConfigError("; ".join(problems))
         if ctx.disable_canary_service:
             raise TrafficConfigError(
                 "gateway routes to the canary Service; remove disableGenerateCanaryService"

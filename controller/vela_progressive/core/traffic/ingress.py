@@ -33,6 +33,7 @@ from vela_progressive.core.traffic.objects import (
     TrafficContext,
 )
 from vela_progressive.core.traffic.original import clean, existing_owned, require
+from vela_progressive.core.traffic.routing import RoutingProvider
 
 API_VERSION = "networking.k8s.io/v1"
 KIND = "Ingress"
@@ -67,7 +68,7 @@ def _conditions(match: Match) -> int:
     )
 
 
-class IngressProvider:
+class IngressProvider(RoutingProvider):
     """Canary Ingress per class template (NGINX, ALB, or a platform-provided class)."""
 
     def refs(self, routing: TrafficRouting, ctx: TrafficContext) -> list[ObjectRef]:
@@ -113,18 +114,13 @@ class IngressProvider:
             )
         return tuple(problems)
 
-    def desired(
+    def split(
         self,
         routing: TrafficRouting,
         ctx: TrafficContext,
         originals: Mapping[ObjectRef, Obj | None],
         route: RouteState,
     ) -> Changes:
-        if route.all_stable:
-            return self.restore(routing, ctx, originals)
-        problems = self.check(routing, route)
-        if problems:
-            raise TrafficConfigError("; ".join(problems))
         if ctx.disable_canary_service:
             raise TrafficConfigError(
                 f"{provider_id(routing)} routes to the canary Service; "

@@ -34,6 +34,7 @@ from vela_progressive.core.traffic.objects import (
     TrafficContext,
 )
 from vela_progressive.core.traffic.original import original_of, patched, require
+from vela_progressive.core.traffic.routing import RoutingProvider
 
 API_VERSION = "networking.istio.io/v1"
 VS_KIND = "VirtualService"
@@ -83,7 +84,7 @@ def combine(original: Mapping[str, Any], step: Match) -> Obj:
     return new
 
 
-class IstioProvider:
+class IstioProvider(RoutingProvider):
     """VirtualService destinations (host or subset style) and DestinationRule subsets."""
 
     def refs(self, routing: TrafficRouting, ctx: TrafficContext) -> list[ObjectRef]:
@@ -115,18 +116,13 @@ class IstioProvider:
                 )
         return tuple(problems)
 
-    def desired(
+    def split(
         self,
         routing: TrafficRouting,
         ctx: TrafficContext,
         originals: Mapping[ObjectRef, Obj | None],
         route: RouteState,
     ) -> Changes:
-        if route.all_stable:
-            return self.restore(routing, ctx, originals)
-        problems = self.check(routing, route)
-        if problems:
-            raise TrafficConfigError("; ".join(problems))
         subsets = routing.destination_rule_name is not None
         if ctx.disable_canary_service and not subsets:
             raise TrafficConfigError(
