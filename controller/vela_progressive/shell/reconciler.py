@@ -463,7 +463,8 @@ class Reconciler:
         cr, status, adapter, view, now = p.cr, p.status, p.adapter, p.view, p.now
         strategy, ctx = p.strategy, p.ctx
         # Traffic first goes back to the (unpinned) stable Service, then the workload rolls.
-        await self.traffic.restore(strategy.routings, ctx)
+        if not status.get("trafficRestoredAt"):  # once per release: later passes only wait
+            await self.traffic.restore(strategy.routings, ctx)
         left = self._grace_left(status, "trafficRestoredAt", strategy, now)
         if left > 0:
             status["message"] = f"traffic back on the stable Service; pods move in {left:.0f}s"
@@ -491,7 +492,8 @@ class Reconciler:
             await self.events.post(cr, "Warning", "Aborting", "release aborted: back to stable")
             record(status, step, "Aborting", "traffic back to stable first", now)
         # Traffic back to stable first, then (after the grace period) the pods.
-        await self.traffic.restore(strategy.routings, ctx)
+        if not status.get("trafficRestoredAt"):  # once per release: later passes only wait
+            await self.traffic.restore(strategy.routings, ctx)
         status["currentWeight"] = 0
         left = self._grace_left(status, "trafficRestoredAt", strategy, now)
         if left > 0:
