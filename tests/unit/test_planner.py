@@ -20,7 +20,6 @@ from vela_progressive.core.planner import (
     describe_step,
     describe_traffic,
     failure_threshold_pods,
-    new_pods_allowed,
     plan,
     plan_to_status,
     scaled,
@@ -187,11 +186,6 @@ def test_a_100_percent_step_that_is_not_the_last_keeps_its_wait() -> None:
 
 # --------------------------------------------------------------------------------------------
 # Helpers for the controller
-
-
-def test_new_pods_allowed_before_during_and_after_the_release() -> None:
-    result = plan(_strategy(Step(replicas=1), Step(replicas="50%")), "StatefulSet", 6)
-    assert [new_pods_allowed(result, i) for i in (-1, 0, 1, 2, 3, 9)] == [0, 0, 1, 3, 6, 6]
 
 
 @pytest.mark.parametrize(

@@ -83,7 +83,6 @@ __all__ = [
     "describe_traffic",
     "failure_threshold_pods",
     "match_to_dict",
-    "new_pods_allowed",
     "plan",
     "plan_to_status",
     "scaled",
@@ -188,23 +187,6 @@ def plan(strategy: Strategy, kind: str, replicas: int) -> Plan:
             )
         )
     return Plan(kind=kind, replicas=replicas, mode=mode, steps=tuple(planned))
-
-
-def new_pods_allowed(plan: Plan, step_index: int) -> int:
-    """Pods allowed on the new revision while step ``step_index`` (1-based) runs.
-
-    0 before the first step, every pod after the last one (the release finalises).
-
-    >>> from vela_progressive.core.model import Step, Strategy
-    >>> p = plan(Strategy(steps=(Step(replicas=1), Step(replicas="50%"))), "StatefulSet", 4)
-    >>> [new_pods_allowed(p, i) for i in range(4)]
-    [0, 1, 2, 4]
-    """
-    if step_index <= 0:
-        return 0
-    if step_index > len(plan.steps):
-        return plan.replicas
-    return plan.steps[step_index - 1].new_pods
 
 
 def failure_threshold_pods(strategy: Strategy, new_pods: int) -> int:

@@ -197,11 +197,7 @@ class PartitionDeployment:
             return
         # The new pods are Ready: take the old ones down so the total is spec.replicas again.
         old_budget = max(view.replicas - new_pods, 0)
-        olds = [
-            rs
-            for rs in self._rs
-            if rs is not new_rs and rs["metadata"]["name"] != new_rs["metadata"]["name"]
-        ]
+        olds = [rs for rs in self._rs if rs["metadata"]["name"] != new_rs["metadata"]["name"]]
         olds.sort(
             key=lambda rs: rs["metadata"]["labels"].get(POD_TEMPLATE_HASH) != view.stable_revision
         )
