@@ -23,7 +23,7 @@ import yaml
 
 from tests.support.cluster import REPO, Cluster
 from vela_progressive.core.model import API_GROUP, API_VERSION, KIND
-from vela_progressive.core.release import Phase
+from vela_progressive.core.status import Phase
 from vela_progressive.shell.kube import Kube
 
 Obj = dict[str, Any]

@@ -32,7 +32,7 @@ from tests.e2e.traffic import (
     ref,
     selected_images,
 )
-from vela_progressive.core.release import Phase, StepState
+from vela_progressive.core.status import Phase, StepState
 
 pytestmark = [pytest.mark.e2e]
 

@@ -13,7 +13,7 @@ import yaml
 from tests.e2e.kit import CR_API, Obj, Release, eventually, timeline, trait_properties
 from tests.e2e.traffic import DEPLOYMENT, INGRESS, SERVICE, must_get
 from vela_progressive.core.model import KIND
-from vela_progressive.core.release import Phase, StepState
+from vela_progressive.core.status import Phase, StepState
 
 pytestmark = [pytest.mark.e2e]
 

@@ -16,7 +16,8 @@ import pytest
 from vela_progressive.core.model import API_GROUP, API_VERSION, KIND, PlannedStep, TrafficRouting
 from vela_progressive.core.release import ABORT_ANNOTATION, APPROVE_ANNOTATION
 from vela_progressive.core.workloads import WorkloadView
-from vela_progressive.shell.reconciler import Reconciler, RouteContext
+from vela_progressive.shell.reconciler import Reconciler
+from vela_progressive.shell.traffic.port import RouteContext
 
 Obj = dict[str, Any]
 T0 = datetime(2026, 11, 26, 12, 0, 0)
@@ -87,8 +88,16 @@ class FakeTraffic:
     ) -> None:
         self.journal.calls.append(f"route {step.weight}")
 
-    async def restore(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> None:
+    async def restore_routes(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> None:
         self.journal.calls.append("traffic back to stable")
+
+    async def unpin_services(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> None:
+        self.journal.calls.append("services unpinned")
+
+    async def restore_services(
+        self, routings: tuple[TrafficRouting, ...], ctx: RouteContext
+    ) -> None:
+        self.journal.calls.append("services restored")
 
 
 @dataclass
@@ -125,7 +134,7 @@ class World:
         self.events = FakeEvents()
         self.reconciler = Reconciler(
             kube=None,  # type: ignore[arg-type]
-            traffic=self.traffic,
+            traffic=self.traffic,  # type: ignore[arg-type]
             events=self.events,  # type: ignore[arg-type]
             clock=lambda: self.now,
             adapters=lambda *_: self.workload,
@@ -181,23 +190,32 @@ async def test_a_step_moves_pods_before_traffic() -> None:
     assert world.journal.calls.index("scale 2") < world.journal.calls.index("route 20")
 
 
-async def test_abort_moves_traffic_back_before_pods() -> None:
+async def test_abort_moves_routes_then_pods_then_services() -> None:
     world = World([{"replicas": "20%", "weight": 20}, {"replicas": "100%", "weight": 100}])
     await world.tick(3)
     world.cr["metadata"]["annotations"][ABORT_ANNOTATION] = "app-v2"
     world.journal.calls.clear()
     status = await world.tick(2)
     assert status["phase"] == "Aborted"
-    calls = world.journal.calls
-    assert calls.index("traffic back to stable") < calls.index("pods back to stable")
+    assert world.journal.calls == [
+        "traffic back to stable",
+        "pods back to stable",
+        "services restored",
+    ]
 
 
-async def test_finalizing_restores_traffic_before_handing_the_workload_back() -> None:
+async def test_finalizing_unpins_then_restores_routes_before_handing_the_workload_back() -> None:
     world = World([{"replicas": "50%", "weight": 50, "duration": 0}, {"replicas": "100%"}])
     status = await world.tick(8)
     assert status["phase"] == "Healthy"
     calls = world.journal.calls
-    assert calls.index("traffic back to stable") < calls.index("hand back")
+    ending = calls[calls.index("services unpinned") :]
+    assert ending == [
+        "services unpinned",
+        "traffic back to stable",
+        "hand back",
+        "services restored",
+    ]
 
 
 async def test_an_approval_for_an_older_revision_approves_nothing() -> None:
@@ -281,6 +299,6 @@ async def test_abort_waits_the_grace_period_between_traffic_and_pods() -> None:
     assert world.journal.calls == ["traffic back to stable"]
     assert status["phase"] != "Aborted"
     world.now += timedelta(seconds=6)
-    status = await world.tick()
-    assert "pods back to stable" in world.journal.calls
+    status = await world.tick(2)
+    assert world.journal.calls[1:] == ["pods back to stable", "services restored"]
     assert status["phase"] == "Aborted"

@@ -6,7 +6,8 @@ import argparse
 
 from vela_progressive.cli import rollouts
 from vela_progressive.cli.verb import Verb
-from vela_progressive.core.release import APPROVE_ANNOTATION, StepState
+from vela_progressive.core.release import APPROVE_ANNOTATION
+from vela_progressive.core.status import StepState
 from vela_progressive.shell.kube import Kube
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from vela_progressive.cli import rollouts
 from vela_progressive.cli.output import table
 from vela_progressive.cli.verb import Verb
-from vela_progressive.core.release import Phase, StepState
+from vela_progressive.core.status import Phase, StepState
 from vela_progressive.shell.kube import Kube
 
 Obj = dict[str, Any]

@@ -157,6 +157,8 @@ class Strategy:
     progress_deadline_seconds: int = 600
     disable_canary_service: bool = False
     workload_type: tuple[str, str] | None = None
+    #: What a failed step does: ``abort`` (traffic, then pods, back to stable) or ``pause``.
+    on_failure: str = "abort"
 
     @classmethod
     def from_properties(cls, props: dict[str, Any], component: str) -> Strategy:
@@ -175,6 +177,7 @@ class Strategy:
             progress_deadline_seconds=props.get("progressDeadlineSeconds", 600),
             disable_canary_service=canary.get("disableGenerateCanaryService", False),
             workload_type=(wt["apiVersion"], wt["kind"]) if wt else None,
+            on_failure=props.get("onFailure", "abort"),
         )
 
     def mode_for(self, kind: str) -> ReleaseMode:

@@ -1,4 +1,4 @@
-"""Pure rules of a release: operations requested on the CR, waits, deadlines and status records.
+"""Pure rules of a release: operations requested on the CR, waits and deadlines.
 
 The shell passes ``now`` in; nothing here reads a clock.
 """
@@ -18,26 +18,8 @@ PAUSE_ANNOTATION = f"{ANNOTATION_PREFIX}/pause"
 ABORT_ANNOTATION = f"{ANNOTATION_PREFIX}/abort"
 #: "true": a rollback to the stable revision runs the steps instead of restoring at once.
 ROLLBACK_IN_BATCHES_ANNOTATION = f"{ANNOTATION_PREFIX}/rollback-in-batches"
-
-TIMELINE_LIMIT = 50
-
-
-class Phase:
-    INITIALIZING = "Initializing"
-    HEALTHY = "Healthy"
-    PROGRESSING = "Progressing"
-    PAUSED = "Paused"
-    FAILED = "Failed"
-    ABORTED = "Aborted"
-
-
-class StepState:
-    UPGRADING = "Upgrading"
-    TRAFFIC = "TrafficRouting"
-    WAITING = "Waiting"
-    APPROVAL = "WaitingApproval"
-    FINALIZING = "Finalizing"
-    COMPLETED = "Completed"
+#: ``<revision>/<n>``: the n-th retry of the failed step (``kubectl progressive retry``).
+RETRY_ANNOTATION = f"{ANNOTATION_PREFIX}/retry"
 
 
 @dataclass(frozen=True)
@@ -47,6 +29,11 @@ class Operations:
     approved_step: int | None
     paused: bool
     aborted: bool
+    #: The retry asked for (``n`` of ``<revision>/<n>``); a retry acts once, when n is one more
+    #: than the retries already made (``status.retries``).
+    retry: int | None = None
+    #: A rollback to the stable revision runs the steps instead of restoring at once.
+    rollback_in_batches: bool = False
 
     @classmethod
     def from_annotations(cls, annotations: dict[str, str], revision: str) -> Operations:
@@ -57,25 +44,23 @@ class Operations:
         >>> ops.approved_step, ops.paused, ops.aborted
         (1, False, False)
         """
-        approved = None
-        rev, _, step = annotations.get(APPROVE_ANNOTATION, "").rpartition("/")
-        if rev == revision and step.isdigit():
-            approved = int(step)
         return cls(
-            approved_step=approved,
+            approved_step=_scoped_number(annotations.get(APPROVE_ANNOTATION), revision),
             paused=annotations.get(PAUSE_ANNOTATION) == revision,
             aborted=annotations.get(ABORT_ANNOTATION) == revision,
+            retry=_scoped_number(annotations.get(RETRY_ANNOTATION), revision),
+            rollback_in_batches=annotations.get(ROLLBACK_IN_BATCHES_ANNOTATION) == "true",
         )
 
 
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+def _scoped_number(value: str | None, revision: str) -> int | None:
+    """``n`` of a ``<revision>/<n>`` annotation value naming ``revision``, else ``None``.
 
-
-def parse_iso(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+    >>> _scoped_number("app-v2/3", "app-v2"), _scoped_number("app-v1/3", "app-v2")
+    (3, None)
+    """
+    rev, _, number = (value or "").rpartition("/")
+    return int(number) if rev == revision and number.isdigit() else None
 
 
 def wait_remaining(step: PlannedStep, waiting_since: datetime | None, now: datetime) -> float:
@@ -103,37 +88,3 @@ def deadline_passed(started: datetime | None, deadline_seconds: int, now: dateti
     (True, False)
     """
     return started is not None and (now - started).total_seconds() > deadline_seconds
-
-
-def set_condition(
-    status: Obj, kind: str, state: bool, reason: str, message: str, now: datetime
-) -> None:
-    """Upsert a condition; ``lastTransitionTime`` moves only when the status flips."""
-    conditions: list[Obj] = status.setdefault("conditions", [])
-    value = "True" if state else "False"
-    for cond in conditions:
-        if cond["type"] == kind:
-            if cond["status"] != value:
-                cond["lastTransitionTime"] = iso(now)
-            cond.update(status=value, reason=reason, message=message)
-            return
-    conditions.append(
-        {
-            "type": kind,
-            "status": value,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": iso(now),
-        }
-    )
-
-
-def record(status: Obj, step: int, state: str, message: str, now: datetime) -> None:
-    """Append to the timeline, closing the previous open entry."""
-    timeline: list[Obj] = status.setdefault("timeline", [])
-    if timeline and not timeline[-1].get("finishedAt"):
-        if timeline[-1]["step"] == step and timeline[-1]["state"] == state:
-            return
-        timeline[-1]["finishedAt"] = iso(now)
-    timeline.append({"step": step, "state": state, "startedAt": iso(now), "message": message})
-    del timeline[:-TIMELINE_LIMIT]

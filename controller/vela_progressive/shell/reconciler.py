@@ -1,88 +1,54 @@
-"""Level-based reconcile of one ProgressiveRollout: read everything, take at most one step forward.
+"""The shell of one ProgressiveRollout's release: observe → decide → act.
 
-Every call reads the CR, the workload and its pods, compares them with ``status`` and performs the
-idempotent action that moves the release on. State lives only in ``status`` (and in the workload
-itself), so a controller restart or a kill -9 resumes exactly where it was: the action of the
-current step is repeated, which changes nothing, and no step is skipped.
+A reconcile pass reads the CR, observes the workload through its adapter (and the canary
+Service's endpoints when the step routes traffic), asks the pure decision function
+(:func:`vela_progressive.core.decide.decide`) for the new status and the actions, and executes
+the actions in order. When an action fails, the status of that decision is not kept: the pass
+reports the failure and the next pass decides again from what it observes. State lives only in
+``status`` (and in the workload itself), and every action is idempotent, so a controller restart
+or a kill -9 resumes exactly where it was: no step is skipped or repeated.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from vela_progressive.core.diagnosis import classify
-from vela_progressive.core.model import PlannedStep, ReleaseMode, Strategy, TrafficRouting, WaitKind
-from vela_progressive.core.planner import (
-    describe_step,
-    failure_threshold_pods,
-    plan,
-    plan_to_status,
+from vela_progressive.core import decide as act
+from vela_progressive.core.decide import (
+    Action,
+    Decision,
+    Observation,
+    Rollout,
+    decide,
+    needs_canary_endpoints,
+    stable_hint,
+    traffic_failed,
+    traffic_ok,
 )
-from vela_progressive.core.release import (
-    ROLLBACK_IN_BATCHES_ANNOTATION,
-    Operations,
-    Phase,
-    StepState,
-    deadline_passed,
-    iso,
-    parse_iso,
-    record,
-    set_condition,
-    wait_remaining,
-)
+from vela_progressive.core.model import ReleaseMode, Strategy
+from vela_progressive.core.release import Operations
+from vela_progressive.core.status import RolloutStatus
 from vela_progressive.core.validation import InvalidSpec, Problem, validate_properties
 from vela_progressive.core.workloads import SUPPORTED_KINDS, WorkloadView
 from vela_progressive.shell.events import EventSink
 from vela_progressive.shell.kube import Kube
 from vela_progressive.shell.traffic.manager import TrafficError
+from vela_progressive.shell.traffic.port import RouteContext, TrafficPort
 from vela_progressive.shell.workloads import WorkloadAdapter, WorkloadMissing, adapter_for
 
 Obj = dict[str, Any]
 log = logging.getLogger("vela_progressive.reconciler")
 
-#: Requeue delays (seconds): while pods move, while waiting for people, when idle. Changes of
-#: the rollout and of its workload wake the loop at once (watch events), so these are only the
-#: safety net of a level-based controller.
-ACTIVE, WAITING, IDLE = 1.0, 15.0, 300.0
-
-
-@dataclass(frozen=True)
-class RouteContext:
-    """Everything a traffic provider needs to know about the release in progress."""
-
-    namespace: str
-    workload: str
-    canary_selector: dict[str, str]
-    stable_selector: dict[str, str]
-    disable_canary_service: bool
-    owner_references: tuple[Obj, ...] = ()
-
-
-class TrafficPort(Protocol):
-    """What the reconciler needs from traffic routing (see shell/traffic.py)."""
-
-    async def prepare(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> None:
-        """Create the canary Service(s) and pin the stable one(s) to the stable pods."""
-        ...
-
-    async def canary_ready(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> int:
-        """Ready endpoints behind the canary Service(s) (a large number when there is none)."""
-        ...
-
-    async def route(
-        self, routings: tuple[TrafficRouting, ...], ctx: RouteContext, step: PlannedStep
-    ) -> None:
-        """Move every routing to the step's weight and matches, all or nothing."""
-        ...
-
-    async def restore(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> None:
-        """Put every routing and Service back exactly as it was before the release."""
-        ...
+#: Decisions taken in one pass at most while each asks to look again at once (a state change
+#: that has nothing to wait for, e.g. pods Ready → route traffic → start waiting).
+MAX_DECISIONS_PER_PASS = 6
+#: Validated strategies kept (one per rollout generation).
+STRATEGY_CACHE_SIZE = 4096
 
 
 @dataclass
@@ -106,19 +72,32 @@ def owner_reference(cr: Obj) -> Obj:
     }
 
 
-@dataclass
-class Pass:
-    """Everything one reconcile pass knows; ``view`` is refreshed after the pass acts."""
-
-    cr: Obj
-    status: Obj
-    adapter: WorkloadAdapter
-    view: WorkloadView
-    strategy: Strategy
-    ctx: RouteContext
-    steps: tuple[PlannedStep, ...]
-    ops: Operations
-    now: datetime
+def strategy_of(cr: Obj) -> tuple[Strategy, str]:
+    """The validated strategy and workload kind, or :class:`InvalidSpec` naming the field."""
+    spec = cr.get("spec") or {}
+    component = (spec.get("application") or {}).get("component") or cr["metadata"]["name"]
+    ref = spec.get("workloadRef") or {}
+    raw = spec.get("strategy")
+    override = raw.get("workloadType") if isinstance(raw, dict) else None
+    kind = (override or {}).get("kind") or ref.get("kind", "")
+    problems = []
+    if not ref.get("name"):
+        problems.append(Problem("spec.workloadRef.name", "is missing", "name the workload"))
+    if kind not in SUPPORTED_KINDS:
+        problems.append(
+            Problem(
+                "spec.workloadRef.kind",
+                f"workload kind {kind or '(none)'} is not supported",
+                f"use one of {', '.join(SUPPORTED_KINDS)}",
+            )
+        )
+    if problems:
+        raise InvalidSpec(problems, component)
+    try:
+        props = validate_properties(raw, component=component, workload_kind=kind)
+    except InvalidSpec as exc:
+        raise exc.under("spec.strategy") from None
+    return Strategy.from_properties(props, component), kind
 
 
 @dataclass
@@ -127,86 +106,191 @@ class Reconciler:
     traffic: TrafficPort
     events: EventSink
     clock: Callable[[], datetime]
-    #: Builds the workload adapter (injected so the release logic can be tested with fakes).
+    #: Builds the workload adapter (injected so the shell can be tested with fakes).
     adapters: Callable[[Kube, str, str, str, ReleaseMode, Obj], WorkloadAdapter] = adapter_for
+    #: (uid, generation) -> validated strategy and kind, or the error: a spec is validated once
+    #: per generation, not on every pass.
+    _strategies: OrderedDict[tuple[str, int | None], tuple[Strategy | None, str, str | None]] = (
+        field(default_factory=OrderedDict)
+    )
 
     # ------------------------------------------------------------------ entry points
     async def reconcile(self, cr: Obj) -> Outcome:
+        now = self.clock()
         before = cr.get("status") or {}
-        status = copy.deepcopy(before)
-        try:
-            requeue = await self._reconcile(cr, status)
-        except TrafficError as exc:
-            # Nothing is half-changed (the traffic manager undid its writes); say what failed
-            # and try again: the routing object may simply not exist yet.
-            message = f"traffic: {exc}"
-            if status.get("message") != message:
-                await self.events.post(cr, "Warning", "TrafficFailed", message)
-            status["message"] = message
-            set_condition(status, "TrafficReady", False, "TrafficFailed", str(exc), self.clock())
-            requeue = WAITING
-        else:
-            if any(c["type"] == "TrafficReady" for c in status.get("conditions", [])):
-                set_condition(
-                    status, "TrafficReady", True, "Routed", "traffic as planned", self.clock()
-                )
-        return Outcome(status=status, requeue=requeue, changed=status != before)
+        status = RolloutStatus.from_dict(before, now)
+        rollout = self._rollout(cr)
+        meta = cr["metadata"]
+        ops = Operations.from_annotations(meta.get("annotations") or {}, rollout.revision)
+        decision = await self._pass(cr, status, rollout, ops, now)
+        after = decision.status.to_dict()
+        changed = any(before.get(key) != value for key, value in after.items())
+        return Outcome(status=after, requeue=decision.requeue, changed=changed)
 
     async def release(self, cr: Obj) -> bool:
-        """The CR (or the trait) is going away: hand the workload back in a consistent state.
+        """The CR is going away: hand the workload back in a consistent state.
 
-        ``True`` once done; call again until then (the workload's controller is finishing).
+        Same order as a completed release: stable Services select every pod, routes restored,
+        the workload handed back, then Services restored. ``True`` once done; call again until
+        then (the workload's controller is finishing).
         """
-        try:
-            strategy, kind = self._strategy(cr)
-        except InvalidSpec:
+        rollout = self._rollout(cr)
+        if rollout.strategy is None:
             return True
-        meta = cr["metadata"]
-        adapter = self.adapters(
-            self.kube,
-            kind,
-            meta["namespace"],
-            cr["spec"]["workloadRef"]["name"],
-            strategy.mode_for(kind),
-            owner_reference(cr),
-        )
+        adapter = self._adapter(cr, rollout)
+        status = RolloutStatus.from_dict(cr.get("status"), self.clock())
         try:
-            view = await adapter.observe((cr.get("status") or {}).get("stableRevision"))
+            view = await adapter.observe(stable_hint(status))
         except WorkloadMissing:
             return True
-        await self.traffic.restore(strategy.routings, self._ctx(cr, adapter, view, strategy))
+        ctx = self._ctx(cr, adapter, view, rollout.strategy)
+        routings = rollout.strategy.routings
+        if routings:
+            await self.traffic.unpin_services(routings, ctx)
+            await self.traffic.restore_routes(routings, ctx)
         if not await adapter.finalize(view):
             return False
+        if routings:
+            await self.traffic.restore_services(routings, ctx)
         await self.events.post(cr, "Normal", "Released", "rollout removed: workload handed back")
         return True
 
-    # ------------------------------------------------------------------ internals
-    def _strategy(self, cr: Obj) -> tuple[Strategy, str]:
-        """The validated strategy and workload kind, or :class:`InvalidSpec` naming the field."""
-        spec = cr.get("spec") or {}
-        component = (spec.get("application") or {}).get("component") or cr["metadata"]["name"]
-        ref = spec.get("workloadRef") or {}
-        raw = spec.get("strategy")
-        override = raw.get("workloadType") if isinstance(raw, dict) else None
-        kind = (override or {}).get("kind") or ref.get("kind", "")
-        problems = []
-        if not ref.get("name"):
-            problems.append(Problem("spec.workloadRef.name", "is missing", "name the workload"))
-        if kind not in SUPPORTED_KINDS:
-            problems.append(
-                Problem(
-                    "spec.workloadRef.kind",
-                    f"workload kind {kind or '(none)'} is not supported",
-                    f"use one of {', '.join(SUPPORTED_KINDS)}",
-                )
+    # ------------------------------------------------------------------ the pass
+    async def _pass(
+        self, cr: Obj, status: RolloutStatus, rollout: Rollout, ops: Operations, now: datetime
+    ) -> Decision:
+        if rollout.strategy is None:
+            decision = decide(status, rollout, Observation(None), ops, now)
+            await self._post(cr, decision.actions)
+            return decision
+        adapter = self._adapter(cr, rollout)
+        handed_back = False
+        traffic_moved = False
+        decision = Decision(status, (), 0.0)
+        for _ in range(MAX_DECISIONS_PER_PASS):
+            obs, ctx = await self._observe(cr, adapter, status, rollout, handed_back)
+            decision = decide(status, rollout, obs, ops, now)
+            try:
+                handed_back = await self._act(cr, adapter, obs.workload, ctx, rollout, decision)
+            except TrafficError as exc:
+                # Nothing is half-changed (the traffic manager undid its writes); say what failed
+                # and try again: the routing object may simply not exist yet.
+                failed = traffic_failed(status, str(exc), now)
+                await self._post(cr, failed.actions)
+                return failed
+            traffic_moved = traffic_moved or any(
+                isinstance(a, act.Route | act.RestoreRoutes | act.PrepareServices)
+                for a in decision.actions
             )
-        if problems:
-            raise InvalidSpec(problems, component)
+            status = decision.status
+            if decision.requeue > 0 and not handed_back:
+                break
+        if traffic_moved:
+            traffic_ok(decision.status, now)
+        return decision
+
+    async def _observe(
+        self,
+        cr: Obj,
+        adapter: WorkloadAdapter,
+        status: RolloutStatus,
+        rollout: Rollout,
+        handed_back: bool,
+    ) -> tuple[Observation, RouteContext | None]:
         try:
-            props = validate_properties(raw, component=component, workload_kind=kind)
-        except InvalidSpec as exc:
-            raise exc.under("spec.strategy") from None
-        return Strategy.from_properties(props, component), kind
+            view = await adapter.observe(stable_hint(status))
+        except WorkloadMissing as exc:
+            return Observation(None, missing=str(exc)), None
+        assert rollout.strategy is not None
+        ctx = self._ctx(cr, adapter, view, rollout.strategy)
+        ready = None
+        if needs_canary_endpoints(status, rollout):
+            ready = await self.traffic.canary_ready(rollout.strategy.routings, ctx)
+        pods = tuple(await adapter.new_revision_pods(view))
+        obs = Observation(view, canary_ready=ready, new_revision_pods=pods, handed_back=handed_back)
+        return obs, ctx
+
+    async def _act(
+        self,
+        cr: Obj,
+        adapter: WorkloadAdapter,
+        view: WorkloadView | None,
+        ctx: RouteContext | None,
+        rollout: Rollout,
+        decision: Decision,
+    ) -> bool:
+        """Execute the actions in order; ``True`` when a hand-back found the workload finished."""
+        handed_back = False
+        assert rollout.strategy is not None
+        routings = rollout.strategy.routings
+        for action in decision.actions:
+            if isinstance(action, act.PostEvent):
+                await self.events.post(cr, action.type, action.reason, action.message)
+                continue
+            assert view is not None, "workload actions need a workload"
+            assert ctx is not None
+            match action:
+                case act.Hold():
+                    await adapter.hold(view)
+                case act.PrepareServices():
+                    await self.traffic.prepare(routings, ctx)
+                case act.ScaleTo(new_pods=n, surge_ready=ready):
+                    await adapter.scale_to(view, n, surge_ready=ready)
+                case act.Route(step=step):
+                    await self.traffic.route(routings, ctx, step)
+                case act.RestoreRoutes():
+                    await self.traffic.restore_routes(routings, ctx)
+                case act.UnpinServices():
+                    await self.traffic.unpin_services(routings, ctx)
+                case act.RestoreServices():
+                    await self.traffic.restore_services(routings, ctx)
+                case act.AbortPods():
+                    await adapter.abort(view)
+                case act.HandBack():
+                    handed_back = await adapter.finalize(view)
+        return handed_back
+
+    async def _post(self, cr: Obj, actions: tuple[Action, ...]) -> None:
+        for action in actions:
+            if isinstance(action, act.PostEvent):
+                await self.events.post(cr, action.type, action.reason, action.message)
+
+    # ------------------------------------------------------------------ helpers
+    def _rollout(self, cr: Obj) -> Rollout:
+        meta, spec = cr["metadata"], cr.get("spec") or {}
+        key = (str(meta.get("uid", meta["name"])), meta.get("generation"))
+        cached = self._strategies.get(key)
+        if cached is None:
+            try:
+                valid, kind = strategy_of(cr)
+                cached = (valid, kind, None)
+            except InvalidSpec as exc:
+                cached = (None, "", str(exc))
+            self._strategies[key] = cached
+            while len(self._strategies) > STRATEGY_CACHE_SIZE:
+                self._strategies.popitem(last=False)
+        strategy, kind, error = cached
+        return Rollout(
+            name=meta["name"],
+            namespace=meta.get("namespace", ""),
+            application=(spec.get("application") or {}).get("name") or meta["name"],
+            revision=(spec.get("revision") or {}).get("name", ""),
+            kind=kind,
+            generation=meta.get("generation"),
+            strategy=strategy,
+            spec_error=error,
+        )
+
+    def _adapter(self, cr: Obj, rollout: Rollout) -> WorkloadAdapter:
+        assert rollout.strategy is not None
+        return self.adapters(
+            self.kube,
+            rollout.kind,
+            cr["metadata"]["namespace"],
+            cr["spec"]["workloadRef"]["name"],
+            rollout.strategy.mode_for(rollout.kind),
+            owner_reference(cr),
+        )
 
     def _ctx(
         self, cr: Obj, adapter: WorkloadAdapter, view: WorkloadView, strategy: Strategy
@@ -219,308 +303,3 @@ class Reconciler:
             disable_canary_service=strategy.disable_canary_service,
             owner_references=(owner_reference(cr),),
         )
-
-    async def _reconcile(self, cr: Obj, status: Obj) -> float:
-        now = self.clock()
-        meta, spec = cr["metadata"], cr.get("spec") or {}
-        revision = (spec.get("revision") or {}).get("name", "")
-        status["observedGeneration"] = meta.get("generation")
-        try:
-            strategy, kind = self._strategy(cr)
-        except InvalidSpec as exc:
-            if status.get("phase") != Phase.FAILED or status.get("message") != str(exc):
-                await self.events.post(cr, "Warning", "InvalidSpec", str(exc))
-            status.update(
-                phase=Phase.FAILED, message=f"invalid spec: {exc}", observedRevision=revision
-            )
-            set_condition(status, "InvalidSpec", True, "InvalidSpec", str(exc), now)
-            return IDLE
-        set_condition(status, "InvalidSpec", False, "Valid", "the strategy is valid", now)
-
-        adapter = self.adapters(
-            self.kube,
-            kind,
-            meta["namespace"],
-            spec["workloadRef"]["name"],
-            strategy.mode_for(kind),
-            owner_reference(cr),
-        )
-        releasing = status.get("canaryRevision")
-        try:
-            view = await adapter.observe(status.get("stableRevision") if releasing else None)
-        except WorkloadMissing as exc:
-            status.update(phase=Phase.INITIALIZING, message=f"waiting for the workload: {exc}")
-            set_condition(status, "Progressing", False, "WorkloadMissing", str(exc), now)
-            return WAITING
-        if not view.settled:
-            return ACTIVE
-        if view.app_revision and revision and view.app_revision != revision:
-            # PreDispatch: the rollout already names the new revision, KubeVela has not applied
-            # the workload yet. Judging the old workload now would report the new revision done.
-            status["message"] = f"waiting for KubeVela to apply revision {revision}"
-            return ACTIVE
-        ops = Operations.from_annotations(meta.get("annotations") or {}, revision)
-        ctx = self._ctx(cr, adapter, view, strategy)
-        release_plan = plan(strategy, kind, view.replicas)
-        steps = release_plan.steps
-        status.update(
-            totalSteps=len(steps), plan=plan_to_status(release_plan), observedRevision=revision
-        )
-        p = Pass(cr, status, adapter, view, strategy, ctx, steps, ops, now)
-
-        # ---- no release in flight
-        if not releasing:
-            if view.idle:
-                if status.get("phase") == Phase.HEALTHY and (
-                    status.get("stableRevision") == view.update_revision
-                ):
-                    return IDLE  # nothing changed: keep the last release's message
-                return self._healthy(status, view, now, "all pods run the current revision")
-            if view.stable_revision in (None, view.update_revision):
-                # The first revision is still rolling out: nothing stable to protect.
-                if view.held:
-                    await adapter.finalize(view)
-                status.update(phase=Phase.INITIALIZING, message="the first revision is rolling out")
-                return ACTIVE
-            if not view.held:
-                if await adapter.hold(view):
-                    msg = "the hold webhook missed a template change; held by the controller"
-                    set_condition(status, "HoldMissed", True, "HeldByWatch", msg, now)
-                    await self.events.post(cr, "Warning", "HoldMissed", msg)
-                p.view = await adapter.observe(None)
-            return await self._start(p, "release started")
-
-        # ---- a release is in flight
-        if view.update_revision != releasing:
-            if view.update_revision == status.get("stableRevision"):
-                annotations = meta.get("annotations") or {}
-                if annotations.get(ROLLBACK_IN_BATCHES_ANNOTATION) == "true":
-                    # The pods serving now become the stable side of a step-by-step rollback.
-                    p.view = await adapter.observe(None)
-                    status["canaryRevision"] = None
-                    return await self._start(p, "rollback in batches")
-                status["rollingBack"] = True
-                return await self._finalize(p)
-            await self.events.post(
-                cr, "Normal", "Restarted", f"new revision {revision} arrived: back to step 1"
-            )
-            return await self._start(p, "new revision: restarted at step 1")
-        if status.get("rollingBack") or status.get("stepState") == StepState.FINALIZING:
-            return await self._finalize(p)
-        if ops.aborted or status.get("phase") == Phase.ABORTED:
-            return await self._abort(p)
-        if status.get("phase") == Phase.FAILED:
-            return WAITING
-        if ops.paused:
-            status.update(phase=Phase.PAUSED, message=f"paused at step {status['currentStep']}")
-            return WAITING
-        status["phase"] = Phase.PROGRESSING
-        return await self._step(p)
-
-    def _healthy(self, status: Obj, view: WorkloadView, now: datetime, message: str) -> float:
-        status.update(
-            phase=Phase.HEALTHY,
-            stepState=StepState.COMPLETED,
-            stableRevision=view.update_revision,
-            canaryRevision=None,
-            rollingBack=None,
-            trafficRestoredAt=None,
-            stableAppRevision=status.get("observedRevision"),
-            message=message,
-        )
-        set_condition(status, "Progressing", False, "Completed", message, now)
-        set_condition(status, "Succeeded", True, "Completed", message, now)
-        if any(c["type"] == "HoldMissed" for c in status.get("conditions", [])):
-            # The missed hold belonged to the release that just ended.
-            set_condition(status, "HoldMissed", False, "ReleaseEnded", message, now)
-        return IDLE
-
-    async def _start(self, p: Pass, message: str) -> float:
-        cr, status, view, now = p.cr, p.status, p.view, p.now
-        stable = status.get("stableRevision") if status.get("canaryRevision") else None
-        status.update(
-            phase=Phase.PROGRESSING,
-            stableRevision=stable or view.stable_revision,
-            canaryRevision=view.update_revision,
-            currentStep=1,
-            stepState=StepState.UPGRADING,
-            stepStartedAt=iso(now),
-            waitingSince=None,
-            rollingBack=None,
-            trafficRestoredAt=None,
-            message=message,
-        )
-        set_condition(status, "Progressing", True, "InRolling", message, now)
-        set_condition(status, "Succeeded", False, "InRolling", message, now)
-        record(status, 1, StepState.UPGRADING, message, now)
-        await self.events.post(cr, "Normal", "ReleaseStarted", f"{message}: {view.update_revision}")
-        return ACTIVE
-
-    async def _step(self, p: Pass) -> float:
-        cr, status, adapter, view, strategy = p.cr, p.status, p.adapter, p.view, p.strategy
-        ctx, steps, ops, now = p.ctx, p.steps, p.ops, p.now
-        index = int(status.get("currentStep") or 1)
-        step = steps[min(index, len(steps)) - 1]
-        total = len(steps)
-        state = status.get("stepState") or StepState.UPGRADING
-        status["currentWeight"] = step.weight
-        expected_old = view.replicas - step.new_pods
-        if strategy.mode_for(view.kind) is ReleaseMode.CANARY:
-            expected_old = view.replicas
-        if state != StepState.UPGRADING and (
-            view.new_pods != step.new_pods or view.old_pods != expected_old
-        ):
-            # The workload drifted from the step (scaled, pods deleted): bring it back first.
-            state = StepState.UPGRADING
-            status.update(stepState=state, stepStartedAt=iso(now))
-            record(status, index, state, f"workload changed: {view.replicas} replicas", now)
-
-        if state == StepState.UPGRADING:
-            # Stable Services pinned to the stable pods before any new pod exists.
-            await self.traffic.prepare(strategy.routings, ctx)
-            tolerated = failure_threshold_pods(strategy, step.new_pods)
-            ready = view.new_ready >= step.new_pods - tolerated and view.new_pods >= step.new_pods
-            await adapter.scale_to(view, step.new_pods, surge_ready=ready)
-            view = await adapter.observe(status.get("stableRevision"))
-            done = (
-                view.new_pods == step.new_pods
-                and view.new_ready >= step.new_pods - tolerated
-                and view.old_pods == expected_old
-            )
-            if not done:
-                if deadline_passed(
-                    parse_iso(status.get("stepStartedAt")), strategy.progress_deadline_seconds, now
-                ):
-                    reason, why = classify(await adapter.new_revision_pods(view))
-                    return await self._fail(cr, status, reason, f"step {index}/{total}: {why}", now)
-                status["message"] = describe_step(step, total, "upgrading pods")
-                return ACTIVE
-            state = StepState.TRAFFIC
-            status["stepState"] = state
-            record(status, index, state, "pods ready", now)
-
-        if state == StepState.TRAFFIC:
-            if strategy.routings:
-                if (
-                    step.new_pods > 0
-                    and await self.traffic.canary_ready(strategy.routings, ctx) == 0
-                ):
-                    status["message"] = describe_step(step, total, "waiting for canary endpoints")
-                    return ACTIVE
-                await self.traffic.route(strategy.routings, ctx, step)
-            # Waits count from the moment the traffic change has settled (gracePeriodSeconds).
-            grace = max((r.grace_period_seconds for r in strategy.routings), default=0)
-            state = StepState.WAITING
-            status.update(stepState=state, waitingSince=iso(now + timedelta(seconds=grace)))
-            record(status, index, state, "traffic moved", now)
-
-        if state in (StepState.WAITING, StepState.APPROVAL):
-            settling = parse_iso(status.get("waitingSince"))
-            if settling is not None and settling > now:
-                left = (settling - now).total_seconds()
-                status["message"] = describe_step(step, total, f"traffic settling ({left:.0f}s)")
-                return left
-            if step.wait.kind is WaitKind.APPROVAL and ops.approved_step != index:
-                app = (cr["spec"].get("application") or {}).get("name") or cr["metadata"]["name"]
-                approve = f"kubectl progressive approve {app} -n {cr['metadata']['namespace']}"
-                status.update(
-                    stepState=StepState.APPROVAL,
-                    message=f"{describe_step(step, total, 'waiting for approval')} ({approve})",
-                )
-                record(status, index, StepState.APPROVAL, "waiting for approval", now)
-                return WAITING
-            left = wait_remaining(step, parse_iso(status.get("waitingSince")), now)
-            if left > 0:
-                status["message"] = describe_step(step, total, f"waiting {int(left)}s")
-                return min(left, WAITING)
-            if index >= total:
-                status.update(stepState=StepState.FINALIZING, message="finalizing")
-                record(status, index, StepState.FINALIZING, "all steps done", now)
-                return ACTIVE
-            status.update(
-                currentStep=index + 1,
-                stepState=StepState.UPGRADING,
-                stepStartedAt=iso(now),
-                waitingSince=None,
-            )
-            record(status, index + 1, StepState.UPGRADING, "step started", now)
-            await self.events.post(cr, "Normal", "StepStarted", f"step {index + 1}/{total}")
-            return 0.0
-        return ACTIVE
-
-    @staticmethod
-    def _grace_left(status: Obj, key: str, strategy: Strategy, now: datetime) -> float:
-        """Seconds until the traffic change recorded under ``key`` has settled
-        (``gracePeriodSeconds`` of the routings, the largest one)."""
-        grace = max((r.grace_period_seconds for r in strategy.routings), default=0)
-        started = parse_iso(status.get(key))
-        if started is None:
-            status[key] = iso(now)
-            started = now
-        return max(grace - (now - started).total_seconds(), 0.0)
-
-    async def _finalize(self, p: Pass) -> float:
-        cr, status, adapter, view, now = p.cr, p.status, p.adapter, p.view, p.now
-        strategy, ctx = p.strategy, p.ctx
-        # Traffic first goes back to the (unpinned) stable Service, then the workload rolls.
-        if not status.get("trafficRestoredAt"):  # once per release: later passes only wait
-            await self.traffic.restore(strategy.routings, ctx)
-        left = self._grace_left(status, "trafficRestoredAt", strategy, now)
-        if left > 0:
-            status["message"] = f"traffic back on the stable Service; pods move in {left:.0f}s"
-            return left
-        if not await adapter.finalize(view):
-            status["message"] = (
-                "rolling back to the stable revision" if status.get("rollingBack") else "finalizing"
-            )
-            return ACTIVE
-        message = (
-            "rolled back to the stable revision"
-            if status.get("rollingBack")
-            else "release completed"
-        )
-        record(status, int(status.get("currentStep") or 0), StepState.COMPLETED, message, now)
-        await self.events.post(cr, "Normal", "Completed", message)
-        status["currentWeight"] = None
-        return self._healthy(status, view, now, message)
-
-    async def _abort(self, p: Pass) -> float:
-        cr, status, adapter, view, now = p.cr, p.status, p.adapter, p.view, p.now
-        strategy, ctx = p.strategy, p.ctx
-        step = int(status.get("currentStep") or 0)
-        if not status.get("trafficRestoredAt"):
-            await self.events.post(cr, "Warning", "Aborting", "release aborted: back to stable")
-            record(status, step, "Aborting", "traffic back to stable first", now)
-        # Traffic back to stable first, then (after the grace period) the pods.
-        if not status.get("trafficRestoredAt"):  # once per release: later passes only wait
-            await self.traffic.restore(strategy.routings, ctx)
-        status["currentWeight"] = 0
-        left = self._grace_left(status, "trafficRestoredAt", strategy, now)
-        if left > 0:
-            status["message"] = f"aborting: traffic back on stable; pods move in {left:.0f}s"
-            return left
-        await adapter.abort(view)
-        view = await adapter.observe(status.get("stableRevision"))
-        if view.new_pods > 0 or view.old_pods < view.replicas:
-            status["message"] = (
-                f"aborting: {view.new_pods} pod(s) of the new revision still running, "
-                f"{view.old_pods}/{view.replicas} stable"
-            )
-            return ACTIVE
-        msg = (
-            "aborted: every pod back on the stable revision; "
-            "roll back (kubectl progressive rollback) or release a new version"
-        )
-        if status.get("phase") != Phase.ABORTED:
-            record(status, step, "Aborted", "every pod back on stable", now)
-        status.update(phase=Phase.ABORTED, message=msg)
-        set_condition(status, "Progressing", False, "Aborted", msg, now)
-        return WAITING
-
-    async def _fail(self, cr: Obj, status: Obj, reason: str, message: str, now: datetime) -> float:
-        status.update(phase=Phase.FAILED, message=message, failureReason=reason)
-        set_condition(status, "Progressing", False, reason, message, now)
-        record(status, int(status.get("currentStep") or 0), Phase.FAILED, message, now)
-        await self.events.post(cr, "Warning", reason, message)
-        log.warning("release failed", extra={"rollout": cr["metadata"]["name"], "reason": reason})
-        return WAITING

@@ -54,6 +54,9 @@ class WorkloadView:
     #: The Application revision KubeVela last applied to the workload (its
     #: ``app.oam.dev/appRevision`` label); ``None`` for a workload KubeVela does not manage.
     app_revision: str | None = None
+    #: The workload carries the trait's hold label (``HOLD_LABEL: "true"``); ``False`` once the
+    #: trait was removed from the component.
+    governed: bool = True
 
     @property
     def idle(self) -> bool:

@@ -1,6 +1,6 @@
 """Traffic I/O: applies what the pure providers in ``vela_progressive.core.traffic`` compute."""
 
 from vela_progressive.shell.traffic.manager import TrafficError, TrafficManager
-from vela_progressive.shell.traffic.port import ProviderTraffic
+from vela_progressive.shell.traffic.port import RouteContext, TrafficPort
 
-__all__ = ["ProviderTraffic", "TrafficError", "TrafficManager"]
+__all__ = ["RouteContext", "TrafficError", "TrafficManager", "TrafficPort"]

@@ -1,48 +1,43 @@
-"""The reconciler's traffic port (``shell.reconciler.TrafficPort``) backed by the providers.
+"""The reconciler's traffic port: what the release's traffic actions do, backed by the providers.
 
-``shell.traffic_port.traffic_port`` can return ``ProviderTraffic(TrafficManager(kube))``.
+Each method is one action of the decision function (``core.decide``): all routings together or
+none (the :class:`~vela_progressive.shell.traffic.manager.TrafficManager` undoes a half-done
+change), and no writes when the cluster already matches.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from vela_progressive.core.model import PlannedStep, TrafficRouting
 from vela_progressive.core.traffic import RouteState, TrafficContext
 from vela_progressive.shell.traffic.manager import TrafficManager
 
-#: What ``canary_ready`` reports when there is no canary Service to wait for.
-NO_SERVICE = 1 << 30
+Obj = dict[str, Any]
 
 
-class ReleaseContext(Protocol):
-    """The reconciler's ``RouteContext`` (read-only attributes)."""
+@dataclass(frozen=True)
+class RouteContext:
+    """Everything a traffic provider needs to know about the release in progress."""
 
-    @property
-    def namespace(self) -> str: ...
-    @property
-    def workload(self) -> str: ...
-    @property
-    def stable_selector(self) -> Mapping[str, str]: ...
-    @property
-    def canary_selector(self) -> Mapping[str, str]: ...
-    @property
-    def disable_canary_service(self) -> bool: ...
-    @property
-    def owner_references(self) -> tuple[Mapping[str, Any], ...]: ...
+    namespace: str
+    workload: str
+    canary_selector: Mapping[str, str]
+    stable_selector: Mapping[str, str]
+    disable_canary_service: bool
+    owner_references: tuple[Mapping[str, Any], ...] = ()
 
-
-def traffic_context(ctx: ReleaseContext) -> TrafficContext:
-    return TrafficContext(
-        namespace=ctx.namespace,
-        workload=ctx.workload,
-        stable_selector=dict(ctx.stable_selector),
-        canary_selector=dict(ctx.canary_selector),
-        disable_canary_service=ctx.disable_canary_service,
-        owner_references=ctx.owner_references,
-    )
+    def traffic(self) -> TrafficContext:
+        return TrafficContext(
+            namespace=self.namespace,
+            workload=self.workload,
+            stable_selector=dict(self.stable_selector),
+            canary_selector=dict(self.canary_selector),
+            disable_canary_service=self.disable_canary_service,
+            owner_references=self.owner_references,
+        )
 
 
 def route_state(step: PlannedStep) -> RouteState:
@@ -51,28 +46,35 @@ def route_state(step: PlannedStep) -> RouteState:
 
 
 @dataclass
-class ProviderTraffic:
+class TrafficPort:
     manager: TrafficManager
 
-    async def canary_ready(self, routings: tuple[TrafficRouting, ...], ctx: ReleaseContext) -> int:
-        if not routings:
-            return NO_SERVICE
-        return await self.manager.canary_endpoints_ready(routings, traffic_context(ctx))
+    async def prepare(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> None:
+        """Canary Service(s) present, stable one(s) pinned, so readiness can be checked."""
+        await self.manager.ensure_services(routings, ctx.traffic())
+
+    async def canary_ready(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> int:
+        """Ready endpoints behind the canary Service(s) (the smallest count)."""
+        return await self.manager.canary_endpoints_ready(routings, ctx.traffic())
 
     async def route(
-        self, routings: tuple[TrafficRouting, ...], ctx: ReleaseContext, step: PlannedStep
+        self, routings: tuple[TrafficRouting, ...], ctx: RouteContext, step: PlannedStep
     ) -> None:
         """Services first (idempotent, no writes once done), then the step's route."""
-        if not routings:
-            return
-        tctx = traffic_context(ctx)
+        tctx = ctx.traffic()
         await self.manager.ensure_services(routings, tctx)
         await self.manager.apply_step(routings, tctx, route_state(step))
 
-    async def restore(self, routings: tuple[TrafficRouting, ...], ctx: ReleaseContext) -> None:
-        """Routes first (while the stable Service is still pinned), then the Services."""
-        if not routings:
-            return
-        tctx = traffic_context(ctx)
-        await self.manager.restore(routings, tctx)
-        await self.manager.restore_services(routings, tctx)
+    async def restore_routes(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> None:
+        """Every routing object exactly as before the release (Services untouched)."""
+        await self.manager.restore(routings, ctx.traffic())
+
+    async def unpin_services(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> None:
+        """Stable Service(s) select every pod again; the canary Service(s) stay."""
+        await self.manager.unpin_services(routings, ctx.traffic())
+
+    async def restore_services(
+        self, routings: tuple[TrafficRouting, ...], ctx: RouteContext
+    ) -> None:
+        """Stable Service(s) exactly as before, canary Service(s) deleted."""
+        await self.manager.restore_services(routings, ctx.traffic())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from vela_progressive.core.model import ANNOTATION_PREFIX
+from vela_progressive.core.model import ANNOTATION_PREFIX, HOLD_LABEL
 from vela_progressive.core.workloads import APP_REVISION_LABEL, WorkloadView
 
 Obj = dict[str, Any]
@@ -103,4 +103,5 @@ def view_of(
         held=held,
         settled=settled(obj),
         app_revision=(obj["metadata"].get("labels") or {}).get(APP_REVISION_LABEL),
+        governed=(obj["metadata"].get("labels") or {}).get(HOLD_LABEL) == "true",
     )

@@ -1,0 +1,631 @@
+"""The release as a pure state machine: ``decide(status, rollout, observation, ops, now)``.
+
+The shell observes (the workload through its adapter, the canary Service's endpoints when the
+step routes traffic), calls :func:`decide`, executes the returned actions in order and writes
+the returned status. Nothing here does I/O or reads a clock. A decision assumes its actions
+succeed: when one fails, the shell keeps the previous status and tries again, and because every
+action is idempotent a repeated decision changes nothing more.
+
+States (``status``): no release (``canaryRevision`` unset: ``Healthy`` or ``Initializing``); a
+step (``currentStep``, ``stepState``: ``Upgrading`` → ``TrafficRouting`` → ``Waiting`` /
+``WaitingApproval`` → next step); an ending (``ending`` + ``endingStage``), which winds a release
+up in a fixed order:
+
+============  ==================================================================================
+Completing    Services unpinned → grace → routes restored → grace → workload handed back →
+              Services restored (the canary Service goes) → ``Healthy``
+RollingBack   routes restored → grace → workload handed back (its controller rolls the stable
+              template) → Services restored → ``Healthy``
+Aborting      routes restored → grace → pods back to stable (workload kept held) → Services
+              restored → ``Aborted`` (or stays ``Failed`` after a failure)
+Releasing     the trait was removed: as Completing (the workload's controller rolls the new
+              template once handed back)
+============  ==================================================================================
+
+Until the pods are back, the stable Service stays pinned to the stable pods: it never selects a
+pod of the revision being aborted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from vela_progressive.core.diagnosis import classify
+from vela_progressive.core.model import Plan, PlannedStep, ReleaseMode, Strategy, WaitKind
+from vela_progressive.core.planner import describe_step, failure_threshold_pods, plan_to_status
+from vela_progressive.core.planner import plan as make_plan
+from vela_progressive.core.release import Operations, deadline_passed, wait_remaining
+from vela_progressive.core.status import Ending, Phase, RolloutStatus, Stage, StepState
+from vela_progressive.core.workloads import WorkloadView
+
+Obj = dict[str, Any]
+
+#: Requeue delays (seconds): act and look again now; while pods move; while waiting for people;
+#: when idle. Changes of the rollout and of its workload wake the loop at once (watch events),
+#: so the others are only the safety net of a level-based controller.
+NOW, ACTIVE, WAITING, IDLE = 0.0, 1.0, 15.0, 300.0
+
+
+# ---------------------------------------------------------------------------------- actions
+@dataclass(frozen=True)
+class Hold:
+    """Hold the workload (the webhook missed a template change)."""
+
+
+@dataclass(frozen=True)
+class PrepareServices:
+    """Canary Service(s) present, stable Service(s) pinned to the stable pods."""
+
+
+@dataclass(frozen=True)
+class ScaleTo:
+    """Run ``new_pods`` pods of the new revision; ``surge_ready``: old pods may now go."""
+
+    new_pods: int
+    surge_ready: bool
+
+
+@dataclass(frozen=True)
+class Route:
+    """Every routing to the step's weight and matches, all or nothing."""
+
+    step: PlannedStep
+
+
+@dataclass(frozen=True)
+class RestoreRoutes:
+    """Every routing object exactly as the user had it (no canary routes)."""
+
+
+@dataclass(frozen=True)
+class UnpinServices:
+    """Stable Service(s) select every pod again (the canary Service stays)."""
+
+
+@dataclass(frozen=True)
+class RestoreServices:
+    """Stable Service(s) exactly as before, canary Service(s) deleted."""
+
+
+@dataclass(frozen=True)
+class AbortPods:
+    """Every pod back on the stable revision; the workload stays held."""
+
+
+@dataclass(frozen=True)
+class HandBack:
+    """Hand the workload back to its own controller (the shell reports when it has finished)."""
+
+
+@dataclass(frozen=True)
+class PostEvent:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+Action = (
+    Hold
+    | PrepareServices
+    | ScaleTo
+    | Route
+    | RestoreRoutes
+    | UnpinServices
+    | RestoreServices
+    | AbortPods
+    | HandBack
+    | PostEvent
+)
+
+
+# ---------------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class Rollout:
+    """The spec side of the decision: which revision, for which workload, with what strategy."""
+
+    name: str
+    namespace: str
+    application: str
+    revision: str
+    kind: str
+    generation: int | None
+    #: ``None`` when the spec is invalid (then ``spec_error`` says why).
+    strategy: Strategy | None
+    spec_error: str | None = None
+
+    def command(self, verb: str) -> str:
+        return f"kubectl progressive {verb} {self.application} -n {self.namespace}"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the shell saw this pass."""
+
+    workload: WorkloadView | None
+    #: Why the workload could not be read (when ``workload`` is None).
+    missing: str = ""
+    #: Ready endpoints behind the canary Service(s); ``None`` when not observed.
+    canary_ready: int | None = None
+    #: Pods of the new revision (for the reason a step failed).
+    new_revision_pods: tuple[Obj, ...] = ()
+    #: The last ``HandBack`` of this pass found the workload's controller finished.
+    handed_back: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: RolloutStatus
+    actions: tuple[Action, ...] = ()
+    requeue: float = IDLE
+
+
+@lru_cache(maxsize=4096)
+def _plan(strategy: Strategy, kind: str, replicas: int) -> Plan:
+    """The plan for this strategy and size (the same inputs on every pass of a release)."""
+    return make_plan(strategy, kind, replicas)
+
+
+@lru_cache(maxsize=4096)
+def _plan_status(release_plan: Plan) -> tuple[Obj, ...]:
+    return tuple(plan_to_status(release_plan))
+
+
+def needs_canary_endpoints(status: RolloutStatus, rollout: Rollout) -> bool:
+    """Whether :func:`decide` will read ``Observation.canary_ready`` (only then observe it)."""
+    return bool(
+        rollout.strategy is not None
+        and rollout.strategy.routings
+        and status.canary_revision
+        and status.ending is None
+        and status.step_state is StepState.TRAFFIC
+    )
+
+
+def stable_hint(status: RolloutStatus) -> str | None:
+    """The stable revision the adapter should assume (the one recorded while releasing)."""
+    return status.stable_revision if status.canary_revision else None
+
+
+# ---------------------------------------------------------------------------------- decide
+@dataclass
+class _Pass:
+    s: RolloutStatus
+    rollout: Rollout
+    strategy: Strategy
+    view: WorkloadView
+    obs: Observation
+    ops: Operations
+    now: datetime
+    steps: tuple[PlannedStep, ...]
+    actions: list[Action] = field(default_factory=list)
+
+    def act(self, *actions: Action) -> None:
+        self.actions.extend(actions)
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.actions.append(PostEvent(type_, reason, message))
+
+    def done(self, requeue: float) -> Decision:
+        return Decision(self.s, tuple(self.actions), requeue)
+
+    @property
+    def grace(self) -> int:
+        return max((r.grace_period_seconds for r in self.strategy.routings), default=0)
+
+
+def decide(
+    status: RolloutStatus,
+    rollout: Rollout,
+    obs: Observation,
+    ops: Operations,
+    now: datetime,
+) -> Decision:
+    """The new status and the actions that move the release on, from what was observed."""
+    s = status.copy()
+    s.observed_generation = rollout.generation
+    if rollout.strategy is None:
+        message = rollout.spec_error or "invalid spec"
+        actions: tuple[Action, ...] = ()
+        if s.phase is not Phase.FAILED or s.message != f"invalid spec: {message}":
+            actions = (PostEvent("Warning", "InvalidSpec", message),)
+        s.phase, s.message, s.observed_revision = (
+            Phase.FAILED,
+            f"invalid spec: {message}",
+            (rollout.revision),
+        )
+        s.set_condition("InvalidSpec", True, "InvalidSpec", message, now)
+        return Decision(s, actions, IDLE)
+    s.set_condition("InvalidSpec", False, "Valid", "the strategy is valid", now)
+    strategy = rollout.strategy
+    view = obs.workload
+    if view is None:
+        s.phase, s.message = Phase.INITIALIZING, f"waiting for the workload: {obs.missing}"
+        s.set_condition("Progressing", False, "WorkloadMissing", obs.missing, now)
+        return Decision(s, (), WAITING)
+    if not view.settled:
+        return Decision(s, (), ACTIVE)
+    if not view.governed:
+        # The hold label is gone: the trait was removed from the component. Hand everything
+        # back as deleting the rollout would, without waiting for KubeVela's next revision
+        # (which only comes once the workload is healthy, i.e. handed back).
+        if not (s.canary_revision or view.held or s.ending is Ending.RELEASING):
+            s.message = "the workload no longer carries the hold label: nothing to release"
+            return Decision(s, (), WAITING)
+        steps = _plan(strategy, rollout.kind, view.replicas).steps
+        p = _Pass(s, rollout, strategy, view, obs, ops, now, steps)
+        if s.ending is not Ending.RELEASING:
+            _begin_ending(p, Ending.RELEASING, "the trait was removed: handing the workload back")
+        return _ending(p)
+    if view.app_revision and rollout.revision and view.app_revision != rollout.revision:
+        # PreDispatch: the rollout already names the new revision, KubeVela has not applied the
+        # workload yet. Judging the old workload now would report the new revision done.
+        s.message = f"waiting for KubeVela to apply revision {rollout.revision}"
+        return Decision(s, (), ACTIVE)
+    release_plan = _plan(strategy, rollout.kind, view.replicas)
+    s.plan = _plan_status(release_plan)
+    s.total_steps = len(release_plan.steps)
+    s.observed_revision = rollout.revision
+    p = _Pass(s, rollout, strategy, view, obs, ops, now, release_plan.steps)
+    if not s.canary_revision:
+        return _no_release(p)
+    return _in_flight(p)
+
+
+def _no_release(p: _Pass) -> Decision:
+    s, view, now = p.s, p.view, p.now
+    if view.idle:
+        if s.phase is Phase.HEALTHY and s.stable_revision == view.update_revision:
+            return p.done(IDLE)  # nothing changed: keep the last release's message
+        _healthy(p, "all pods run the current revision")
+        return p.done(IDLE)
+    if view.stable_revision in (None, view.update_revision):
+        # The first revision is still rolling out: nothing stable to protect.
+        if view.held:
+            p.act(HandBack())
+        s.phase, s.message = Phase.INITIALIZING, "the first revision is rolling out"
+        return p.done(ACTIVE)
+    if not view.held:
+        msg = "the hold webhook missed a template change; held by the controller"
+        s.set_condition("HoldMissed", True, "HeldByWatch", msg, now)
+        p.act(Hold())
+        p.event("Warning", "HoldMissed", msg)
+    _start(p, view.stable_revision, "release started")
+    return p.done(NOW)
+
+
+def _in_flight(p: _Pass) -> Decision:
+    s, view, ops = p.s, p.view, p.ops
+    if view.update_revision != s.canary_revision:
+        if view.update_revision == s.stable_revision:
+            if ops.rollback_in_batches:
+                # The pods serving now become the stable side of a step-by-step rollback.
+                _restore_routes_first(p)
+                s.canary_revision = None
+                s.message = "rollback in batches"
+                return p.done(NOW)
+            if s.ending is not Ending.ROLLING_BACK:
+                _begin_ending(p, Ending.ROLLING_BACK, "rolling back to the stable revision")
+            return _ending(p)
+        p.event("Normal", "Restarted", f"new revision {p.rollout.revision} arrived: back to step 1")
+        _restore_routes_first(p)
+        _start(p, s.stable_revision, "new revision: restarted at step 1")
+        return p.done(NOW)
+    if s.phase is Phase.FAILED and ops.retry is not None and ops.retry == s.retries + 1:
+        return _retry(p)
+    if s.ending is not None:
+        return _ending(p)
+    if ops.aborted:
+        _begin_ending(p, Ending.ABORTING, "release aborted: back to stable")
+        p.event("Warning", "Aborting", "release aborted: back to stable")
+        return _ending(p)
+    if s.phase is Phase.FAILED:
+        return p.done(WAITING)  # onFailure: pause: held as it is until abort or retry
+    if ops.paused:
+        s.phase, s.message = Phase.PAUSED, f"paused at step {s.current_step}"
+        return p.done(WAITING)
+    s.phase = Phase.PROGRESSING
+    return _step(p)
+
+
+def _restore_routes_first(p: _Pass) -> None:
+    """Before new pods start, no route may point at a canary Service that has none Ready."""
+    if p.s.traffic_step:
+        p.act(RestoreRoutes())
+        p.s.traffic_step = 0
+        p.s.current_weight = 0 if p.strategy.routings else None
+
+
+def _start(p: _Pass, stable: str | None, message: str) -> None:
+    s, now = p.s, p.now
+    s.phase = Phase.PROGRESSING
+    s.stable_revision = stable or p.view.stable_revision
+    s.canary_revision = p.view.update_revision
+    s.current_step = 1
+    s.step_state = StepState.UPGRADING
+    s.step_started_at, s.waiting_since = now, None
+    s.ending, s.ending_stage, s.stage_started_at = None, None, None
+    s.failure_reason = None
+    s.retries = 0
+    s.message = message
+    s.set_condition("Progressing", True, "InRolling", message, now)
+    s.set_condition("Succeeded", False, "InRolling", message, now)
+    s.record(1, StepState.UPGRADING, message, now)
+    p.event("Normal", "ReleaseStarted", f"{message}: {p.view.update_revision}")
+
+
+def _healthy(p: _Pass, message: str) -> None:
+    s, now = p.s, p.now
+    s.phase, s.step_state = Phase.HEALTHY, StepState.COMPLETED
+    s.stable_revision, s.canary_revision = p.view.update_revision, None
+    s.ending, s.ending_stage, s.stage_started_at = None, None, None
+    s.current_weight, s.traffic_step = None, 0
+    s.failure_reason = None
+    s.stable_app_revision = s.observed_revision
+    s.message = message
+    s.set_condition("Progressing", False, "Completed", message, now)
+    s.set_condition("Succeeded", True, "Completed", message, now)
+    if s.condition("HoldMissed") is not None:
+        # The missed hold belonged to the release that just ended.
+        s.set_condition("HoldMissed", False, "ReleaseEnded", message, now)
+
+
+# ---------------------------------------------------------------------------------- steps
+def _expected_old(p: _Pass, step: PlannedStep) -> int:
+    if p.strategy.mode_for(p.view.kind) is ReleaseMode.CANARY:
+        return p.view.replicas
+    return p.view.replicas - step.new_pods
+
+
+def _step(p: _Pass) -> Decision:
+    s, view, strategy, now = p.s, p.view, p.strategy, p.now
+    total = len(p.steps)
+    index = min(max(s.current_step, 1), total)
+    step = p.steps[index - 1]
+    state = s.step_state or StepState.UPGRADING
+    expected_old = _expected_old(p, step)
+    if state is not StepState.UPGRADING and (
+        view.new_pods != step.new_pods or view.old_pods != expected_old
+    ):
+        # The workload drifted from the step (scaled, pods deleted): bring it back first.
+        state = s.step_state = StepState.UPGRADING
+        s.step_started_at = now
+        s.record(index, state, f"workload changed: {view.replicas} replicas", now)
+
+    if state is StepState.UPGRADING:
+        tolerated = failure_threshold_pods(strategy, step.new_pods)
+        done = (
+            view.new_pods == step.new_pods
+            and view.new_ready >= step.new_pods - tolerated
+            and view.old_pods == expected_old
+        )
+        if not done:
+            if deadline_passed(s.step_started_at, strategy.progress_deadline_seconds, now):
+                reason, why = classify(list(p.obs.new_revision_pods))
+                return _fail(p, reason, f"step {index}/{total}: {why}")
+            ready = view.new_ready >= step.new_pods - tolerated and view.new_pods >= step.new_pods
+            if strategy.routings:
+                # Stable Services pinned to the stable pods before any new pod exists.
+                p.act(PrepareServices())
+            p.act(ScaleTo(step.new_pods, ready))
+            s.message = describe_step(step, total, "upgrading pods")
+            return p.done(ACTIVE)
+        state = s.step_state = StepState.TRAFFIC
+        s.record(index, state, "pods ready", now)
+        if strategy.routings:
+            return p.done(NOW)  # look at the canary Service's endpoints next
+
+    if state is StepState.TRAFFIC:
+        if strategy.routings:
+            if step.new_pods > 0 and not p.obs.canary_ready:
+                s.message = describe_step(step, total, "waiting for canary endpoints")
+                return p.done(ACTIVE)
+            p.act(Route(step))
+            s.traffic_step = index
+        s.current_weight = step.weight if strategy.routings else None
+        # Waits count from the moment the traffic change has settled (gracePeriodSeconds).
+        state = s.step_state = StepState.WAITING
+        s.waiting_since = now + timedelta(seconds=p.grace if strategy.routings else 0)
+        s.record(index, state, "traffic moved", now)
+
+    settling = s.waiting_since
+    if settling is not None and settling > now:
+        left = (settling - now).total_seconds()
+        s.message = describe_step(step, total, f"traffic settling ({left:.0f}s)")
+        return p.done(left)
+    if step.wait.kind is WaitKind.APPROVAL and p.ops.approved_step != index:
+        s.step_state = StepState.APPROVAL
+        s.message = (
+            f"{describe_step(step, total, 'waiting for approval')} ({p.rollout.command('approve')})"
+        )
+        s.record(index, StepState.APPROVAL, "waiting for approval", now)
+        return p.done(WAITING)
+    left = wait_remaining(step, s.waiting_since, now)
+    if left > 0:
+        s.step_state = StepState.WAITING
+        s.message = describe_step(step, total, f"waiting {int(left)}s")
+        return p.done(min(left, WAITING))
+    if index >= total:
+        _begin_ending(p, Ending.COMPLETING, "all steps done")
+        return _ending(p)
+    s.current_step = index + 1
+    s.step_state = StepState.UPGRADING
+    s.step_started_at, s.waiting_since = now, None
+    s.record(index + 1, StepState.UPGRADING, "step started", now)
+    p.event("Normal", "StepStarted", f"step {index + 1}/{total}")
+    return p.done(NOW)
+
+
+# ---------------------------------------------------------------------------------- failure
+def _fail(p: _Pass, reason: str, message: str) -> Decision:
+    s, now = p.s, p.now
+    s.phase, s.failure_reason = Phase.FAILED, reason
+    s.set_condition("Progressing", False, reason, message, now)
+    s.record(s.current_step, Phase.FAILED, message, now)
+    p.event("Warning", reason, message)
+    if p.strategy.on_failure == "abort":
+        s.message = f"{message}; aborting: traffic back to stable, then pods"
+        _begin_ending(p, Ending.ABORTING, f"failed ({reason}): back to stable")
+        return _ending(p)
+    s.message = _paused_failure(p, message)
+    return p.done(WAITING)
+
+
+def _paused_failure(p: _Pass, message: str) -> str:
+    return (
+        f"{message}; held as it is for investigation (onFailure: pause): "
+        f"{p.rollout.command('abort')} to go back to stable, or "
+        f"{p.rollout.command('retry')} to try the step again"
+    )
+
+
+def _retry(p: _Pass) -> Decision:
+    """``kubectl progressive retry``: the failed step starts again (pods first)."""
+    s, now = p.s, p.now
+    s.retries += 1
+    s.phase, s.failure_reason = Phase.PROGRESSING, None
+    s.ending, s.ending_stage, s.stage_started_at = None, None, None
+    s.step_state, s.step_started_at, s.waiting_since = StepState.UPGRADING, now, None
+    message = f"retrying step {s.current_step} (retry {s.retries})"
+    s.message = message
+    s.set_condition("Progressing", True, "Retrying", message, now)
+    s.record(s.current_step, StepState.UPGRADING, message, now)
+    p.event("Normal", "Retrying", message)
+    return p.done(NOW)
+
+
+# ---------------------------------------------------------------------------------- endings
+_STAGES: dict[Ending, tuple[Stage, ...]] = {
+    Ending.COMPLETING: (Stage.UNPIN, Stage.ROUTES, Stage.PODS, Stage.SERVICES, Stage.DONE),
+    Ending.ROLLING_BACK: (Stage.ROUTES, Stage.PODS, Stage.SERVICES, Stage.DONE),
+    Ending.ABORTING: (Stage.ROUTES, Stage.PODS, Stage.SERVICES, Stage.DONE),
+    Ending.RELEASING: (Stage.UNPIN, Stage.ROUTES, Stage.PODS, Stage.SERVICES, Stage.DONE),
+}
+
+
+def _begin_ending(p: _Pass, ending: Ending, message: str) -> None:
+    s = p.s
+    s.ending, s.ending_stage, s.stage_started_at = ending, None, None
+    if ending is Ending.COMPLETING:
+        s.step_state = StepState.COMPLETED
+        s.set_condition("Progressing", True, "Finalizing", message, p.now)
+    s.record(s.current_step, ending.value, message, p.now)
+
+
+def _enter(p: _Pass, stage: Stage) -> None:
+    """Enter ``stage`` and emit its one action (repeated only if this decision is not kept)."""
+    s = p.s
+    s.ending_stage, s.stage_started_at = stage, p.now
+    if not p.strategy.routings and stage in (Stage.UNPIN, Stage.ROUTES, Stage.SERVICES):
+        return
+    if stage is Stage.UNPIN:
+        p.act(UnpinServices())
+    elif stage is Stage.ROUTES:
+        p.act(RestoreRoutes())
+        s.traffic_step, s.current_weight = 0, 0
+    elif stage is Stage.SERVICES:
+        p.act(RestoreServices())
+
+
+def _ending(p: _Pass) -> Decision:
+    s, view, now = p.s, p.view, p.now
+    assert s.ending is not None
+    stages = _STAGES[s.ending]
+    first = s.ending_stage is not Stage.DONE
+    if s.ending_stage is None or s.ending_stage not in stages:
+        _enter(p, stages[0])
+    while True:
+        stage = s.ending_stage
+        assert stage is not None
+        if stage in (Stage.UNPIN, Stage.ROUTES):
+            started = s.stage_started_at or now
+            left = p.grace - (now - started).total_seconds() if p.strategy.routings else 0
+            if left > 0:
+                s.message = _ending_message(p, f"pods move in {left:.0f}s")
+                return p.done(left)
+        elif stage is Stage.PODS:
+            if s.ending is Ending.ABORTING:
+                back = view.new_pods == 0 and view.old_pods >= view.replicas
+                if not back:
+                    p.act(AbortPods())
+                    s.message = _ending_message(
+                        p,
+                        f"{view.new_pods} pod(s) of the new revision still running, "
+                        f"{view.old_pods}/{view.replicas} stable",
+                    )
+                    return p.done(ACTIVE)
+            elif not p.obs.handed_back:
+                p.act(HandBack())
+                s.message = _ending_message(p, "handing the workload back to its controller")
+                return p.done(ACTIVE)
+        elif stage is Stage.DONE:
+            return _ended(p, first)
+        _enter(p, stages[stages.index(stage) + 1])
+
+
+def _ending_message(p: _Pass, detail: str) -> str:
+    ending = p.s.ending
+    if ending is Ending.ABORTING:
+        prefix = "aborting: traffic back on stable"
+        if p.s.phase is Phase.FAILED and p.s.failure_reason:
+            prefix = f"failed ({p.s.failure_reason}), aborting: traffic back on stable"
+        return f"{prefix}; {detail}"
+    if ending is Ending.ROLLING_BACK:
+        return f"rolling back to the stable revision; {detail}"
+    if ending is Ending.RELEASING:
+        return f"the trait was removed: handing the workload back; {detail}"
+    return f"finalizing: traffic back on the stable Service; {detail}"
+
+
+def _ended(p: _Pass, first: bool) -> Decision:
+    s, now = p.s, p.now
+    if s.ending is Ending.ABORTING:
+        # The ending stays recorded (stage Done) so a standing abort is not run again; a retry,
+        # a rollback or a newer revision starts something new.
+        s.current_weight = 0 if p.strategy.routings else None
+        if s.phase is Phase.FAILED:
+            s.message = (
+                f"failed ({s.failure_reason}): traffic and every pod back on the stable "
+                f"revision; release a fixed version, or {p.rollout.command('retry')}"
+            )
+        else:
+            s.message = (
+                "aborted: every pod back on the stable revision; roll back "
+                f"({p.rollout.command('rollback')}) or release a new version"
+            )
+            s.phase = Phase.ABORTED
+            s.set_condition("Progressing", False, "Aborted", s.message, now)
+        if first:
+            s.record(s.current_step, "Aborted", "every pod back on stable", now)
+            p.event("Normal", "Aborted", "traffic and every pod back on the stable revision")
+        return p.done(WAITING)
+    messages: dict[Ending | None, str] = {
+        Ending.COMPLETING: "release completed",
+        Ending.ROLLING_BACK: "rolled back to the stable revision",
+        Ending.RELEASING: "the trait was removed: workload handed back to its controller",
+    }
+    message = messages[s.ending]
+    s.record(s.current_step, StepState.COMPLETED, message, now)
+    p.event("Normal", "Completed" if s.ending is Ending.COMPLETING else "Released", message)
+    _healthy(p, message)
+    return p.done(IDLE)
+
+
+def traffic_failed(status: RolloutStatus, message: str, now: datetime) -> Decision:
+    """A traffic action failed (nothing half-applied): say so, keep the state, retry later."""
+    s = status.copy()
+    text = f"traffic: {message}"
+    actions: tuple[Action, ...] = ()
+    if s.message != text:
+        actions = (PostEvent("Warning", "TrafficFailed", text),)
+    s.message = text
+    s.set_condition("TrafficReady", False, "TrafficFailed", message, now)
+    return Decision(s, actions, WAITING)
+
+
+def traffic_ok(status: RolloutStatus, now: datetime) -> None:
+    """After a pass whose traffic actions succeeded: a reported failure is over."""
+    if status.condition("TrafficReady") is not None:
+        status.set_condition("TrafficReady", True, "Routed", "traffic as planned", now)

@@ -1,0 +1,303 @@
+"""The typed status of a ProgressiveRollout: what the decision function reads and returns.
+
+Every field here is documented in the CRD (``templates/crd/progressive-rollout.crd.yaml.j2``);
+``RolloutStatus.from_dict`` / ``to_dict`` round-trip the CR's ``status``. Collections are tuples
+and the decision function works on a shallow copy, so a status is never changed in place.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+Obj = dict[str, Any]
+
+TIMELINE_LIMIT = 50
+_E = TypeVar("_E", bound=StrEnum)
+_ISO = "%Y-%m-%dT%H:%M:%SZ"
+
+
+class Phase(StrEnum):
+    INITIALIZING = "Initializing"
+    HEALTHY = "Healthy"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    FAILED = "Failed"
+    ABORTED = "Aborted"
+
+
+class StepState(StrEnum):
+    UPGRADING = "Upgrading"
+    TRAFFIC = "TrafficRouting"
+    WAITING = "Waiting"
+    APPROVAL = "WaitingApproval"
+    COMPLETED = "Completed"
+
+
+class Ending(StrEnum):
+    """How a release is being wound up (``status.ending``)."""
+
+    #: Every step passed: Services unpinned, routes restored, workload handed back.
+    COMPLETING = "Completing"
+    #: The revision went back to the stable one: routes, then pods (handed back), then Services.
+    ROLLING_BACK = "RollingBack"
+    #: Abort (asked for, or a failure with ``onFailure: abort``): routes, pods, then Services.
+    ABORTING = "Aborting"
+    #: The workload lost the hold label (the trait was removed): everything handed back.
+    RELEASING = "Releasing"
+
+
+class Stage(StrEnum):
+    """Where an ending stands (``status.endingStage``); each stage acts once, then waits."""
+
+    UNPIN = "UnpinServices"
+    ROUTES = "RestoreRoutes"
+    PODS = "MovePods"
+    SERVICES = "RestoreServices"
+    DONE = "Done"
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime(_ISO)
+
+
+def parse_iso(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.strptime(value, _ISO)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    type: str
+    status: bool
+    reason: str
+    message: str
+    last_transition_time: datetime
+
+    def to_dict(self) -> Obj:
+        return {
+            "type": self.type,
+            "status": "True" if self.status else "False",
+            "reason": self.reason,
+            "message": self.message,
+            "lastTransitionTime": iso(self.last_transition_time),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Obj, now: datetime) -> Condition:
+        return cls(
+            type=str(raw.get("type", "")),
+            status=raw.get("status") == "True",
+            reason=str(raw.get("reason", "")),
+            message=str(raw.get("message", "")),
+            last_transition_time=parse_iso(raw.get("lastTransitionTime")) or now,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    step: int
+    state: str
+    started_at: datetime
+    message: str
+    finished_at: datetime | None = None
+
+    def to_dict(self) -> Obj:
+        out: Obj = {
+            "step": self.step,
+            "state": self.state,
+            "startedAt": iso(self.started_at),
+            "message": self.message,
+        }
+        if self.finished_at is not None:
+            out["finishedAt"] = iso(self.finished_at)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Obj, now: datetime) -> TimelineEntry:
+        return cls(
+            step=_int(raw.get("step")),
+            state=str(raw.get("state", "")),
+            started_at=parse_iso(raw.get("startedAt")) or now,
+            message=str(raw.get("message", "")),
+            finished_at=parse_iso(raw.get("finishedAt")),
+        )
+
+
+def _int(value: object, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _opt_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _enum(kind: type[_E], value: object) -> _E | None:
+    try:
+        return kind(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+#: status key -> attribute, in the order they are written.
+_CAMEL = {
+    "phase": "phase",
+    "message": "message",
+    "observedGeneration": "observed_generation",
+    "observedRevision": "observed_revision",
+    "stableRevision": "stable_revision",
+    "canaryRevision": "canary_revision",
+    "stableAppRevision": "stable_app_revision",
+    "currentStep": "current_step",
+    "totalSteps": "total_steps",
+    "stepState": "step_state",
+    "currentWeight": "current_weight",
+    "trafficStep": "traffic_step",
+    "stepStartedAt": "step_started_at",
+    "waitingSince": "waiting_since",
+    "ending": "ending",
+    "endingStage": "ending_stage",
+    "stageStartedAt": "stage_started_at",
+    "failureReason": "failure_reason",
+    "retries": "retries",
+    "plan": "plan",
+    "conditions": "conditions",
+    "timeline": "timeline",
+}
+#: Keys older controllers wrote; written as null so a merge patch removes them.
+_RETIRED = ("rollingBack", "trafficRestoredAt")
+
+
+@dataclass(slots=True)
+class RolloutStatus:
+    """``status`` of a ProgressiveRollout (see the CRD for what each field means)."""
+
+    phase: Phase | None = None
+    message: str | None = None
+    observed_generation: int | None = None
+    observed_revision: str | None = None
+    stable_revision: str | None = None
+    canary_revision: str | None = None
+    stable_app_revision: str | None = None
+    current_step: int = 0
+    total_steps: int = 0
+    step_state: StepState | None = None
+    current_weight: int | None = None
+    #: The step whose route the routing objects carry; 0: routes as the user had them.
+    traffic_step: int = 0
+    step_started_at: datetime | None = None
+    waiting_since: datetime | None = None
+    ending: Ending | None = None
+    ending_stage: Stage | None = None
+    stage_started_at: datetime | None = None
+    failure_reason: str | None = None
+    retries: int = 0
+    plan: tuple[Obj, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    timeline: tuple[TimelineEntry, ...] = field(default_factory=tuple)
+
+    # ------------------------------------------------------------------ round trip
+    @classmethod
+    def from_dict(cls, raw: Obj | None, now: datetime) -> RolloutStatus:
+        """Read a CR's status; anything malformed reads as absent (never raises)."""
+        raw = raw if isinstance(raw, dict) else {}
+        conditions = raw.get("conditions")
+        timeline = raw.get("timeline")
+        plan = raw.get("plan")
+        return cls(
+            phase=_enum(Phase, raw.get("phase")),
+            message=_opt_str(raw.get("message")),
+            observed_generation=_opt_int(raw.get("observedGeneration")),
+            observed_revision=_opt_str(raw.get("observedRevision")),
+            stable_revision=_opt_str(raw.get("stableRevision")),
+            canary_revision=_opt_str(raw.get("canaryRevision")),
+            stable_app_revision=_opt_str(raw.get("stableAppRevision")),
+            current_step=_int(raw.get("currentStep")),
+            total_steps=_int(raw.get("totalSteps")),
+            step_state=_enum(StepState, raw.get("stepState")),
+            current_weight=_opt_int(raw.get("currentWeight")),
+            traffic_step=_int(raw.get("trafficStep")),
+            step_started_at=parse_iso(raw.get("stepStartedAt")),
+            waiting_since=parse_iso(raw.get("waitingSince")),
+            ending=_enum(Ending, raw.get("ending")),
+            ending_stage=_enum(Stage, raw.get("endingStage")),
+            stage_started_at=parse_iso(raw.get("stageStartedAt")),
+            failure_reason=_opt_str(raw.get("failureReason")),
+            retries=_int(raw.get("retries")),
+            plan=tuple(p for p in plan if isinstance(p, dict)) if isinstance(plan, list) else (),
+            conditions=tuple(
+                Condition.from_dict(c, now) for c in conditions or () if isinstance(c, dict)
+            )
+            if isinstance(conditions, list)
+            else (),
+            timeline=tuple(
+                TimelineEntry.from_dict(t, now) for t in timeline or () if isinstance(t, dict)
+            )
+            if isinstance(timeline, list)
+            else (),
+        )
+
+    def to_dict(self) -> Obj:
+        """The CR's status; unset fields are ``None`` so a merge patch removes them."""
+        out: Obj = {}
+        for key, attr in _CAMEL.items():
+            value = getattr(self, attr)
+            if isinstance(value, datetime):
+                value = iso(value)
+            elif attr == "plan":
+                value = [copy.copy(p) for p in value] if value else None
+            elif attr in ("conditions", "timeline"):
+                value = [v.to_dict() for v in value] if value else None
+            elif isinstance(value, StrEnum):
+                value = value.value
+            out[key] = value
+        for key in _RETIRED:
+            out[key] = None
+        return out
+
+    def copy(self) -> RolloutStatus:
+        return replace(self)
+
+    # ------------------------------------------------------------------ records
+    def condition(self, kind: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == kind), None)
+
+    def set_condition(
+        self, kind: str, state: bool, reason: str, message: str, now: datetime
+    ) -> None:
+        """Upsert a condition; ``lastTransitionTime`` moves only when the status flips."""
+        old = self.condition(kind)
+        since = now if old is None or old.status != state else old.last_transition_time
+        new = Condition(kind, state, reason, message, since)
+        if old is None:
+            self.conditions = (*self.conditions, new)
+        elif old != new:
+            self.conditions = tuple(new if c.type == kind else c for c in self.conditions)
+
+    def record(self, step: int, state: str, message: str, now: datetime) -> None:
+        """Append to the timeline, closing the previous open entry (the same open entry twice
+        is recorded once)."""
+        timeline = list(self.timeline)
+        if timeline and timeline[-1].finished_at is None:
+            last = timeline[-1]
+            if last.step == step and last.state == state:
+                return
+            timeline[-1] = replace(last, finished_at=now)
+        timeline.append(TimelineEntry(step, state, now, message))
+        self.timeline = tuple(timeline[-TIMELINE_LIMIT:])
+
+
+#: Every key of ``status`` the controller owns (the CRD documents each one).
+STATUS_KEYS = tuple(_CAMEL)
+assert {f.name for f in fields(RolloutStatus)} == set(_CAMEL.values())
