@@ -15,6 +15,7 @@ import yaml
 from hack import gen
 
 from vela_progressive.core import model
+from vela_progressive.core.status import STATUS_KEYS, Ending, Phase, Stage, StepState
 
 ROOT = Path(__file__).resolve().parents[2]
 INVALID = sorted((ROOT / "tests/fixtures/invalid").glob("*.yaml"))
@@ -123,7 +124,6 @@ def test_the_strategy_schema_keeps_the_json_schema_property_order() -> None:
 
 def test_printer_columns_read_documented_status_fields() -> None:
     status = _root_schema()["properties"]["status"]
-    assert status["x-kubernetes-preserve-unknown-fields"] is True
     columns = {c["name"]: c["jsonPath"] for c in _version()["additionalPrinterColumns"]}
     assert columns["Phase"] == ".status.phase"
     assert columns["Step"] == ".status.currentStep"
@@ -211,3 +211,22 @@ def test_the_invalid_corpus_is_present() -> None:
 def test_unknown_fields_are_found_where_the_api_server_would_prune_them() -> None:
     strategy = copy.deepcopy({"canary": {"steps": [{"weight": 5, "pause": {}}]}, "x": 1})
     assert unknown_fields(strategy, _strategy_schema()) == [".canary.steps[0].pause", ".x"]
+
+
+def test_every_status_field_the_controller_writes_is_documented_and_nothing_else_is_kept() -> None:
+    status = _root_schema()["properties"]["status"]
+    assert "x-kubernetes-preserve-unknown-fields" not in status
+    assert set(status["properties"]) == set(STATUS_KEYS)
+    for key in STATUS_KEYS:
+        assert status["properties"][key].get("description"), key
+
+
+def test_status_enums_list_every_value_of_the_typed_status() -> None:
+    fields = _root_schema()["properties"]["status"]["properties"]
+    for key, kind in (
+        ("phase", Phase),
+        ("stepState", StepState),
+        ("ending", Ending),
+        ("endingStage", Stage),
+    ):
+        assert fields[key]["enum"] == [v.value for v in kind], key

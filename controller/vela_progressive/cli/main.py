@@ -52,6 +52,7 @@ VERBS: tuple[VerbRef, ...] = (
         "abort the release: traffic, then pods, back to stable",
         "vela_progressive.cli.abort:VERB",
     ),
+    VerbRef("retry", "start the failed step again", "vela_progressive.cli.retry:VERB"),
     VerbRef(
         "rollback",
         "release the stable revision again (fast by default)",

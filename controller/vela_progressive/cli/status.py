@@ -50,6 +50,10 @@ def next_command(cr: Obj, app: str) -> str:
         return f"kubectl progressive approve {app}"
     if phase == Phase.PAUSED:
         return f"kubectl progressive resume {app}"
+    if phase == Phase.FAILED and status.get("ending"):
+        return f"kubectl progressive status {app} -w   (going back to stable)"
+    if phase == Phase.FAILED and status.get("canaryRevision"):
+        return f"kubectl progressive retry {app}  (or: abort / rollback / release a fixed version)"
     if phase in (Phase.FAILED, Phase.ABORTED):
         return f"kubectl progressive rollback {app}  (or release a fixed version)"
     if phase == Phase.PROGRESSING:
