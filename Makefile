@@ -81,6 +81,10 @@ test-cluster: venv build-binaries ## Test-world, integration and e2e tiers on a 
 .PHONY: test
 test: lint verify test-unit test-cue test-cluster ## Every tier: lint, types, import contracts, generated files, unit, CUE, cluster, integration, e2e
 
+.PHONY: bench-core
+bench-core: venv ## Benchmark the pure release core: decisions and plans per second (one core)
+	$(PY) hack/bench/core_bench.py
+
 .PHONY: demo
 demo: venv build-binaries ## From nothing to a visible canary release on a local cluster
 	$(PY) hack/demo.py
