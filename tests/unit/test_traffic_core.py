@@ -17,7 +17,6 @@ from vela_progressive.core.traffic import (
     check_routings,
     provider_for,
 )
-from vela_progressive.core.traffic.order import Phase, TrafficOp, traffic_order
 from vela_progressive.core.traffic.original import original_of, patched
 from vela_progressive.core.traffic.patch import apply_merge_patch, diff, update_patch
 from vela_progressive.core.traffic.preview import PREVIEW_ANNOTATION, preview_step
@@ -106,42 +105,6 @@ def test_a_damaged_saved_original_is_reported_with_the_object() -> None:
     }
     with pytest.raises(TrafficConfigError, match=r"Service shop/web: annotation .*original-spec"):
         original_of(broken)
-
-
-# ------------------------------------------------------------------ order of operations
-def test_traffic_moves_only_after_pods_and_canary_endpoints_are_ready() -> None:
-    ops = traffic_order(Phase.STEP, RouteState(20))
-    assert ops.index(TrafficOp.WAIT_PODS_READY) < ops.index(TrafficOp.WAIT_CANARY_ENDPOINTS)
-    assert ops.index(TrafficOp.WAIT_CANARY_ENDPOINTS) < ops.index(TrafficOp.ROUTE)
-
-
-def test_a_step_without_canary_traffic_does_not_wait_for_canary_endpoints() -> None:
-    assert TrafficOp.WAIT_CANARY_ENDPOINTS not in traffic_order(Phase.STEP, RouteState())
-
-
-def test_abort_moves_traffic_back_before_any_pod_changes() -> None:
-    ops = traffic_order(Phase.ABORT)
-    assert ops.index(TrafficOp.RESTORE_ROUTES) < ops.index(TrafficOp.RESTORE_PODS)
-    assert ops.index(TrafficOp.RESTORE_PODS) < ops.index(TrafficOp.RESTORE_SERVICES)
-
-
-def test_finish_unpins_the_stable_service_before_pods_and_routes_move() -> None:
-    ops = traffic_order(Phase.FINISH)
-    assert ops[0] is TrafficOp.UNPIN_STABLE
-    assert ops.index(TrafficOp.RELEASE_PODS) < ops.index(TrafficOp.RESTORE_ROUTES)
-    assert ops.index(TrafficOp.RESTORE_ROUTES) < ops.index(TrafficOp.RESTORE_SERVICES)
-    assert ops.index(TrafficOp.RESTORE_SERVICES) < ops.index(TrafficOp.CLEANUP_PODS)
-
-
-def test_services_exist_before_the_first_new_pod() -> None:
-    assert traffic_order(Phase.START) == (TrafficOp.ENSURE_SERVICES,)
-
-
-def test_without_routings_only_pod_operations_remain() -> None:
-    assert traffic_order(Phase.STEP, RouteState(20), has_traffic=False) == (
-        TrafficOp.MOVE_PODS,
-        TrafficOp.WAIT_PODS_READY,
-    )
 
 
 # ------------------------------------------------------------------ routings together
