@@ -175,6 +175,14 @@ ROWS = [
         requeue=d.ACTIVE,
     ),
     Row(
+        "a route that cannot be applied keeps every pod where it is",
+        releasing(),
+        d.Observation(view(), traffic_problem="ingress: Ingress ns/web has no rule for web"),
+        state=StepState.UPGRADING,
+        step=1,
+        requeue=d.WAITING,
+    ),
+    Row(
         "Ready pods move on to traffic",
         releasing(),
         d.Observation(view(new=2, old=8)),
@@ -407,7 +415,7 @@ ROWS = [
 @pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
 def test_transition(row: Row) -> None:
     decision = d.decide(row.status, row.rollout, row.obs, row.ops, row.now)
-    if row.actions or row.name.startswith(("an invalid", "a missing", "an unsettled")):
+    if row.actions or row.name.startswith(("an invalid", "a missing", "an unsettled", "a route")):
         assert tuple(kinds(decision)) == row.actions
     new = decision.status
     for attr, want in (

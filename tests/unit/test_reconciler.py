@@ -76,9 +76,15 @@ class FakeWorkload:
 class FakeTraffic:
     journal: Journal
     ready_endpoints: int = 0
+    problem: str | None = None
 
     async def prepare(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> None:
         pass
+
+    async def check(
+        self, routings: tuple[TrafficRouting, ...], ctx: RouteContext, steps: object
+    ) -> str | None:
+        return self.problem
 
     async def canary_ready(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> int:
         return self.ready_endpoints
@@ -302,3 +308,16 @@ async def test_abort_waits_the_grace_period_between_traffic_and_pods() -> None:
     status = await world.tick(2)
     assert world.journal.calls[1:] == ["pods back to stable", "services restored"]
     assert status["phase"] == "Aborted"
+
+
+async def test_no_pod_moves_while_a_route_of_the_release_could_not_be_applied() -> None:
+    world = World([{"replicas": "20%", "weight": 20}, {"replicas": "100%", "weight": 100}])
+    world.traffic.problem = "gateway: HTTPRoute ns/web not found"
+    status = await world.tick(3)
+    assert not [c for c in world.journal.calls if c.startswith("scale")]
+    assert "HTTPRoute ns/web not found" in status["message"]
+    assert [c["status"] for c in status["conditions"] if c["type"] == "TrafficReady"] == ["False"]
+    world.traffic.problem = None
+    status = await world.tick(3)
+    assert "scale 2" in world.journal.calls
+    assert [c["status"] for c in status["conditions"] if c["type"] == "TrafficReady"] == ["True"]

@@ -153,6 +153,9 @@ class Observation:
     new_revision_pods: tuple[Obj, ...] = ()
     #: The last ``HandBack`` of this pass found the workload's controller finished.
     handed_back: bool = False
+    #: Why some step's route could not be applied to the routing objects as they are (read
+    #: and rendered without writing, before the first pod moves); ``None``: fine or not checked.
+    traffic_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ class Decision:
 
 
 @lru_cache(maxsize=4096)
-def _plan(strategy: Strategy, kind: str, replicas: int) -> Plan:
+def plan_for(strategy: Strategy, kind: str, replicas: int) -> Plan:
     """The plan for this strategy and size (the same inputs on every pass of a release)."""
     return make_plan(strategy, kind, replicas)
 
@@ -181,6 +184,22 @@ def needs_canary_endpoints(status: RolloutStatus, rollout: Rollout) -> bool:
         and status.canary_revision
         and status.ending is None
         and status.step_state is StepState.TRAFFIC
+    )
+
+
+def needs_traffic_check(status: RolloutStatus, rollout: Rollout) -> bool:
+    """Whether :func:`decide` will read ``Observation.traffic_problem``: before the first pod
+    of a release moves, every step's route is rendered against the routing objects, so a
+    release that could not route traffic never starts."""
+    return bool(
+        rollout.strategy is not None
+        and rollout.strategy.routings
+        and status.canary_revision
+        and status.ending is None
+        and status.phase is Phase.PROGRESSING
+        and status.current_step == 1
+        and status.step_state is StepState.UPGRADING
+        and status.traffic_step == 0
     )
 
 
@@ -254,7 +273,7 @@ def decide(
         if not (s.canary_revision or view.held or s.ending is Ending.RELEASING):
             s.message = "the workload no longer carries the hold label: nothing to release"
             return Decision(s, (), WAITING)
-        steps = _plan(strategy, rollout.kind, view.replicas).steps
+        steps = plan_for(strategy, rollout.kind, view.replicas).steps
         p = _Pass(s, rollout, strategy, view, obs, ops, now, steps)
         if s.ending is not Ending.RELEASING:
             _begin_ending(p, Ending.RELEASING, "the trait was removed: handing the workload back")
@@ -264,7 +283,7 @@ def decide(
         # workload yet. Judging the old workload now would report the new revision done.
         s.message = f"waiting for KubeVela to apply revision {rollout.revision}"
         return Decision(s, (), ACTIVE)
-    release_plan = _plan(strategy, rollout.kind, view.replicas)
+    release_plan = plan_for(strategy, rollout.kind, view.replicas)
     s.plan = _plan_status(release_plan)
     s.total_steps = len(release_plan.steps)
     s.observed_revision = rollout.revision
@@ -401,6 +420,8 @@ def _step(p: _Pass) -> Decision:
             and view.new_ready >= step.new_pods - tolerated
             and view.old_pods == expected_old
         )
+        if not done and p.obs.traffic_problem and index == 1 and not s.traffic_step:
+            return _traffic_blocked(p, p.obs.traffic_problem)
         if not done:
             if deadline_passed(s.step_started_at, strategy.progress_deadline_seconds, now):
                 reason, why = classify(list(p.obs.new_revision_pods))
@@ -456,6 +477,17 @@ def _step(p: _Pass) -> Decision:
     s.record(index + 1, StepState.UPGRADING, "step started", now)
     p.event("Normal", "StepStarted", f"step {index + 1}/{total}")
     return p.done(NOW)
+
+
+def _traffic_blocked(p: _Pass, problem: str) -> Decision:
+    """The routes cannot be applied: no pod moves until they can (checked again each pass)."""
+    s = p.s
+    message = f"traffic: {problem}; no pod moves until this is fixed"
+    if s.message != message:
+        p.event("Warning", "TrafficFailed", message)
+    s.message = message
+    s.set_condition("TrafficReady", False, "TrafficFailed", problem, p.now)
+    return p.done(WAITING)
 
 
 # ---------------------------------------------------------------------------------- failure

@@ -26,6 +26,8 @@ from vela_progressive.core.decide import (
     Rollout,
     decide,
     needs_canary_endpoints,
+    needs_traffic_check,
+    plan_for,
     stable_hint,
     traffic_failed,
     traffic_ok,
@@ -206,8 +208,18 @@ class Reconciler:
         ready = None
         if needs_canary_endpoints(status, rollout):
             ready = await self.traffic.canary_ready(rollout.strategy.routings, ctx)
+        problem = None
+        if needs_traffic_check(status, rollout):
+            steps = plan_for(rollout.strategy, rollout.kind, view.replicas).steps
+            problem = await self.traffic.check(rollout.strategy.routings, ctx, steps)
         pods = tuple(await adapter.new_revision_pods(view))
-        obs = Observation(view, canary_ready=ready, new_revision_pods=pods, handed_back=handed_back)
+        obs = Observation(
+            view,
+            canary_ready=ready,
+            new_revision_pods=pods,
+            handed_back=handed_back,
+            traffic_problem=problem,
+        )
         return obs, ctx
 
     async def _act(

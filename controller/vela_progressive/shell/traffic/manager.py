@@ -90,6 +90,28 @@ class TrafficManager:
                 )
         await self._transaction(plans, seen, ctx.owner_references)
 
+    async def check(
+        self,
+        routings: Sequence[TrafficRouting],
+        ctx: TrafficContext,
+        routes: Sequence[RouteState],
+    ) -> str | None:
+        """What would make a later step's traffic change fail, found before any pod moves.
+
+        Reads the routing objects and renders every route of the release with the pure
+        providers, writing nothing; ``None`` when every route can be applied.
+        """
+        try:
+            _check_together(routings)
+            seen = await self._read(r for routing in routings for r in _refs(routing, ctx))
+            for route in routes:
+                for routing in routings:
+                    with _config_errors(provider_id(routing)):
+                        provider_for(routing).desired(routing, ctx, seen, route)
+        except TrafficError as exc:
+            return str(exc)
+        return None
+
     async def restore(self, routings: Sequence[TrafficRouting], ctx: TrafficContext) -> None:
         """Every routing object exactly as before the release; no canary routing objects."""
         seen = await self._read(r for routing in routings for r in _refs(routing, ctx))

@@ -53,6 +53,16 @@ class TrafficPort:
         """Canary Service(s) present, stable one(s) pinned, so readiness can be checked."""
         await self.manager.ensure_services(routings, ctx.traffic())
 
+    async def check(
+        self,
+        routings: tuple[TrafficRouting, ...],
+        ctx: RouteContext,
+        steps: tuple[PlannedStep, ...],
+    ) -> str | None:
+        """Why some step's route could not be applied (read-only), or ``None``."""
+        routes = [route_state(s) for s in steps if s.weight or s.matches]
+        return await self.manager.check(routings, ctx.traffic(), routes)
+
     async def canary_ready(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> int:
         """Ready endpoints behind the canary Service(s) (the smallest count)."""
         return await self.manager.canary_endpoints_ready(routings, ctx.traffic())
