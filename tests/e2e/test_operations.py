@@ -152,3 +152,33 @@ async def test_trait_properties_the_controller_rejects_fail_the_rollout_naming_t
     rel.expect_message("invalid spec", "canary.steps[1].replicas")
     await asyncio.sleep(3)
     assert dict(await rel.pods()) == {v1: 4}, "pods moved for an invalid rollout"
+
+
+async def test_removing_the_trait_mid_release_hands_the_workload_back_and_the_app_runs(
+    release_of: ReleaseOf, tmp_path: Path
+) -> None:
+    rel = release_of("05-manual-approval")
+    v2 = rel.example.image(2)
+    await rel.deploy_v1(replicas=4)
+    rel.vela_up(2)
+    await rel.wait_state(1, APPROVAL)
+    # Version 2 again, without the progressive-rollout trait.
+    app = rel.example.load(2)
+    for comp in app["spec"]["components"]:
+        comp["traits"] = [t for t in comp.get("traits", []) if t["type"] != "progressive-rollout"]
+    path = tmp_path / "app-v2-no-trait.yaml"
+    path.write_text(yaml.safe_dump(app, sort_keys=False))
+    rel.vela_up(path)
+
+    async def handed_back() -> Obj | None:
+        deploy = await rel.get(*DEPLOYMENT, rel.component)
+        return deploy if deploy and not deploy["spec"].get("paused") else None
+
+    await eventually(handed_back, 45, "the Deployment handed back after the trait was removed")
+    await rel.wait_pods({v2: 4}, within=90)
+    await rel.wait_app("running", within=120)
+
+    async def rollout_gone() -> bool:
+        return await rel.rollout() is None
+
+    await eventually(rollout_gone, 120, "KubeVela to garbage-collect the rollout")
