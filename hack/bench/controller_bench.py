@@ -39,7 +39,7 @@ from vela_progressive.core.model import KIND  # noqa: E402
 from vela_progressive.shell.kube import Kube  # noqa: E402
 
 Obj = dict[str, Any]
-STEPS = [
+STEPS: list[Obj] = [
     {"replicas": "20%", "duration": 0},
     {"replicas": "50%", "duration": 0},
     {"replicas": "80%", "duration": 0},

@@ -26,7 +26,6 @@ import contextlib
 import datetime
 import fcntl
 import functools
-import ipaddress
 import json
 import os
 import re
@@ -46,10 +45,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from vela_progressive.shell import certs
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -381,116 +380,27 @@ def cache_bin_root() -> Path:
 def make_pki(pki: Path) -> None:
     """CA, apiserver serving cert, admin client cert (system:masters), service-account key."""
     pki.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
-    later = now + datetime.timedelta(days=365)
-
-    def name(cn: str, org: str | None = None) -> x509.Name:
-        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-        if org:
-            attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
-        return x509.Name(attrs)
-
-    def write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
-        path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        path.chmod(0o600)
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = name("vela-progressive-test-ca")
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(later)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    def leaf(
-        subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]
-    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(later)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_encipherment=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    content_commitment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-            )
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return builder.sign(ca_key, hashes.SHA256()), key
-
-    dns = [
+    ca = certs.CertificateAuthority.create("vela-progressive-test-ca")
+    hosts = [
         "localhost",
         "kubernetes",
         "kubernetes.default",
         "kubernetes.default.svc",
         "kubernetes.default.svc.cluster.local",
+        "127.0.0.1",
+        "10.96.0.1",
     ]
-    ips = ["127.0.0.1", "10.96.0.1"]
-    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-    server_cert, server_key = leaf(name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, sans)
-    admin_cert, admin_key = leaf(
-        name("admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH, []
-    )
+    server = ca.issue("kube-apiserver", "server", hosts)
+    admin = ca.issue("admin", "client", organization="system:masters")
+    ca.write(pki / "ca.crt", pki / "ca.key")
+    server.write(pki / "apiserver.crt", pki / "apiserver.key")
+    admin.write(pki / "admin.crt", pki / "admin.key")
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    pem = serialization.Encoding.PEM
-    (pki / "ca.crt").write_bytes(ca_cert.public_bytes(pem))
-    write_key(pki / "ca.key", ca_key)
-    (pki / "apiserver.crt").write_bytes(server_cert.public_bytes(pem))
-    write_key(pki / "apiserver.key", server_key)
-    (pki / "admin.crt").write_bytes(admin_cert.public_bytes(pem))
-    write_key(pki / "admin.key", admin_key)
-    write_key(pki / "sa.key", sa_key)
+    certs.write_key(pki / "sa.key", sa_key)
     (pki / "sa.pub").write_bytes(
-        sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )
 
 

@@ -1,7 +1,8 @@
-"""Which invalid trait properties (tests/fixtures/invalid) CUE already rejects when vela renders
-the Application, documented in a golden report. Everything the JSON Schema rejects, CUE must
-reject too (the CUE is generated from it); the rest are cross-field rules the Python validator
-checks in the controller."""
+"""Which invalid trait properties (tests/fixtures/invalid) CUE rejects when vela renders the
+Application, documented in a golden report. Everything the JSON Schema rejects, CUE must reject
+too (the CUE is generated from it); so must every cross-field rule CUE can say, with the Python
+validator's own words (the trait's ``errs`` are generated from the validator's rules). What is
+left to the controller is listed here (CONTROLLER_ONLY) and nowhere else."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import yaml
 from tests.cue.conftest import TRAIT
 from tests.cue.vela import REPO, Vela, builtin_definitions
 from tests.support.golden import assert_matches_golden
+
+from vela_progressive.core.validation import InvalidSpec, validate_properties
 
 CORPUS = sorted((REPO / "tests/fixtures/invalid").glob("*.yaml"))
 REPORT = REPO / "tests/golden/cue/invalid-corpus-report.txt"
@@ -32,6 +35,27 @@ _PREFIXES = (
         r"^evaluate trait=\S+ template for component=\S+ app=\S+: failed to have the "
         r"workload/trait unstructured: "
     ),
+    # a message of the trait's own ``errs`` (a rule of the validator)
+    re.compile(r"^evaluate template trait=\S+ app=\S+: "),
+)
+#: The wrapping vela puts around a message of the trait's ``errs`` (nothing else).
+_ERRS = re.compile(
+    r"^Error: cannot generate manifests from components and traits: "
+    r"evaluate template trait=progressive-rollout app=\S+: (?!invalid template of trait)"
+)
+#: Rules only the controller checks: replicas never decrease, compared like with like (with the
+#: workload's size, percentages become pods; the e2e tier shows the controller's refusal).
+CONTROLLER_ONLY = (
+    "42-replicas-decrease.yaml",
+    "43-replicas-percent-decrease.yaml",
+    "44-weight-only-step-below-replicas.yaml",
+)
+#: A missing canary block, a canary without steps and empty steps look the same to CUE (an
+#: empty list of steps): one message names canary and what to add.
+NO_STEPS = ("06-missing-canary.yaml", "07-missing-steps.yaml", "08-empty-steps.yaml")
+NO_STEPS_MESSAGE = (
+    "canary: missing, or without steps — add canary: {steps: [{replicas: '20%', weight: 20}, "
+    "{replicas: '100%'}]}"
 )
 _MORE = re.compile(r" \(and \d+ more errors?\)$")
 #: CUE prints the whole offending value before the constraint it breaks; keep the constraint.
@@ -88,19 +112,41 @@ def corpus_definitions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+def python_problems(properties: Any) -> list[str]:
+    """Every problem line of the Python validator (the component renders a Deployment)."""
+    try:
+        validate_properties(properties, component="web", workload_kind="Deployment")
+    except InvalidSpec as exc:
+        return [str(p) for p in exc.problems]
+    return []
+
+
+def errs_message(stderr: str) -> str | None:
+    """The message of the trait's ``errs`` vela refused the Application with, if that is why."""
+    lines = [line for line in stderr.splitlines() if line.startswith("Error: ")]
+    found = _ERRS.match(lines[-1]) if lines else None
+    return lines[-1][found.end() :] if found else None
+
+
 @pytest.fixture(scope="module")
-def verdicts(
+def stderrs(
     vela: Vela, corpus_definitions: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, str | None]:
-    """Corpus file name -> the CUE error, or None when vela rendered it."""
+    """Corpus file name -> vela's stderr, or None when vela rendered it."""
     tmp = tmp_path_factory.mktemp("corpus-apps")
     found: dict[str, str | None] = {}
     for case in CORPUS:
         app = tmp / case.name
         app.write_text(yaml.safe_dump(_application(_case(case)["properties"])))
         result = vela.run("dry-run", "--offline", "-d", str(corpus_definitions), "-f", str(app))
-        found[case.name] = None if result.returncode == 0 else first_error(result.stderr, False)
+        found[case.name] = None if result.returncode == 0 else result.stderr
     return found
+
+
+@pytest.fixture(scope="module")
+def verdicts(stderrs: dict[str, str | None]) -> dict[str, str | None]:
+    """Corpus file name -> the CUE error, or None when vela rendered it."""
+    return {name: None if err is None else first_error(err, False) for name, err in stderrs.items()}
 
 
 def test_the_corpus_is_there() -> None:
@@ -141,9 +187,9 @@ def test_cue_rejects_everything_the_json_schema_rejects(verdicts: dict[str, str 
         ("11-weight-101.yaml", "out of bound <=100"),
         ("14-weight-float.yaml", "parameter.canary.steps.0.weight: conflicting values"),
         ("16-duration-string.yaml", "parameter.canary.steps.0.duration: conflicting values"),
-        ("09-fifty-one-steps.yaml", "canary.steps: invalid value"),
-        ("33-empty-match.yaml", "does not satisfy struct.MinFields(1)"),
-        ("06-missing-canary.yaml", "does not satisfy list.MinItems(1)"),
+        ("09-fifty-one-steps.yaml", "canary.steps: 51 items, at most 50 are allowed"),
+        ("33-empty-match.yaml", "canary.steps[0].matches[0]: a match needs at least one condition"),
+        ("06-missing-canary.yaml", NO_STEPS_MESSAGE),
         ("26-routing-type-nginx.yaml", "parameter.canary.trafficRoutings.0.type"),
     ],
 )
@@ -159,10 +205,10 @@ def test_structural_mistakes_are_rejected_naming_the_field(
     ("case", "error"),
     [
         ("46-matches-without-routing.yaml", "matches need a traffic routing"),
-        ("47-nginx-query-params.yaml", "(ingress/nginx) cannot route by query"),
-        ("48-nginx-path.yaml", "(ingress/nginx) cannot route by path"),
-        ("49-alb-query-params.yaml", "(ingress/aliyun-alb) cannot route by query"),
-        ("50-gateway-cookie.yaml", "(gateway) cannot route by cookie"),
+        ("47-nginx-query-params.yaml", "[0] (ingress/nginx) cannot route by query — use type"),
+        ("48-nginx-path.yaml", "[0] (ingress/nginx) cannot route by path — use type"),
+        ("49-alb-query-params.yaml", "[0] (ingress/aliyun-alb) cannot route by query — use type"),
+        ("50-gateway-cookie.yaml", "[0] (gateway) cannot route by cookie — use type"),
     ],
 )
 def test_a_feature_the_provider_lacks_is_refused_naming_the_provider_and_the_feature(
@@ -171,3 +217,48 @@ def test_a_feature_the_provider_lacks_is_refused_naming_the_provider_and_the_fea
     verdict = verdicts[case]
     assert verdict is not None, f"CUE accepted {case}"
     assert error in verdict
+
+
+def test_cue_rejects_everything_the_python_validator_rejects_but_the_controller_only_rules(
+    verdicts: dict[str, str | None],
+) -> None:
+    accepted = [name for name, verdict in verdicts.items() if verdict is None]
+    assert accepted == list(CONTROLLER_ONLY)
+    for name in CONTROLLER_ONLY:
+        assert python_problems(_case(REPO / "tests/fixtures/invalid" / name)["properties"])
+
+
+def test_a_rule_cue_checks_is_said_in_the_validators_words(
+    stderrs: dict[str, str | None],
+) -> None:
+    """Every refusal from the trait's ``errs`` is, word for word, a problem line of the Python
+    validator for the same properties (both come from one wording of the rule)."""
+    said = {name: errs_message(err) for name, err in stderrs.items() if err is not None}
+    from_errs = {name: message for name, message in said.items() if message is not None}
+    assert len(from_errs) >= 30
+    for name, message in from_errs.items():
+        if name in NO_STEPS:
+            assert message == NO_STEPS_MESSAGE
+            continue
+        problems = python_problems(_case(REPO / "tests/fixtures/invalid" / name)["properties"])
+        assert message in problems, f"{name}: CUE said\n  {message}\nPython said\n  " + (
+            "\n  ".join(problems)
+        )
+
+
+def test_every_cue_refusal_names_the_field(verdicts: dict[str, str | None]) -> None:
+    """No refusal is vela's 'failed to have the workload/trait unstructured' about our output."""
+    for name, verdict in verdicts.items():
+        if verdict is None:
+            continue
+        assert not verdict.startswith("outputs."), f"{name}: {verdict}"
+        assert verdict.startswith(
+            (
+                "parameter.",
+                "canary",
+                "workloadType",
+                "progressDeadline",
+                "stepPartition",
+                "releaseMode",
+            )
+        ), f"{name}: {verdict}"

@@ -189,7 +189,12 @@ def test_resolve_strategy_names_every_routing_object_after_the_component() -> No
         # mixed units are left to the planner (it knows the real replicas)
         {"canary": {"steps": [{"replicas": 5}, {"replicas": "20%"}]}},
         # equal consecutive values never decrease
-        {"canary": {"steps": [{"replicas": 2, "weight": 10}, {"replicas": 2, "weight": 10}]}},
+        {
+            "canary": {
+                "steps": [{"replicas": 2, "weight": 10}, {"replicas": 2, "weight": 10}],
+                "trafficRoutings": [{"type": "ingress"}],
+            }
+        },
         # weight 0 with pods: warm the new version up without traffic
         {"canary": {"steps": [{"replicas": 1, "weight": 0}, {"replicas": "100%"}]}},
         # istio serves every match feature
@@ -349,7 +354,7 @@ def test_a_provider_problem_names_the_provider_the_feature_and_the_field() -> No
     )
     assert message == (
         "canary.steps[2].matches[0].queryParams: canary.trafficRoutings[0] (ingress/nginx) "
-        "cannot match on query parameters — use type gateway or istio, or drop "
+        "cannot route by query — use type gateway or istio, or drop "
         "canary.steps[2].matches[0].queryParams"
     )
 
@@ -365,7 +370,7 @@ def test_every_routing_is_checked_for_the_features_a_step_uses() -> None:
             }
         )
     assert [p.message for p in caught.value.problems] == [
-        "canary.trafficRoutings[1] (gateway) cannot match on cookies"
+        "canary.trafficRoutings[1] (gateway) cannot route by cookie"
     ]
 
 

@@ -115,27 +115,24 @@ class TrafficRouting:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], component: str) -> TrafficRouting:
-        """Resolve defaults that depend on the component name (as the trait's CUE does).
+        """Resolve the defaults (the schema's, and the names that default to the component's)
+        with :func:`vela_progressive.core.capabilities.resolve_routing`, as the trait's CUE does.
 
         ``aliyun-alb`` is the kruise-rollout spelling of an Ingress with class ``aliyun-alb``.
         """
-        kind = raw.get("type", "ingress")
-        ingress_class = raw.get("ingressClass", "nginx")
-        if kind == "aliyun-alb":
-            kind, ingress_class = "ingress", "aliyun-alb"
+        # Imported here: capabilities builds on this module's types.
+        from vela_progressive.core.capabilities import resolve_routing  # noqa: PLC0415
+
+        resolved = resolve_routing(raw, component)
         return cls(
-            type=kind,
-            service=raw.get("service", component),
-            grace_period_seconds=raw.get("gracePeriodSeconds", 5),
-            ingress_name=raw.get("ingressName", component) if kind == "ingress" else None,
-            ingress_class=ingress_class,
-            gateway_httproute_name=(
-                raw.get("gatewayHTTPRouteName", component) if kind == "gateway" else None
-            ),
-            virtual_service_name=(
-                raw.get("virtualServiceName", component) if kind == "istio" else None
-            ),
-            destination_rule_name=raw.get("destinationRuleName") if kind == "istio" else None,
+            type=resolved["type"],
+            service=resolved["service"],
+            grace_period_seconds=resolved["gracePeriodSeconds"],
+            ingress_name=resolved.get("ingressName"),
+            ingress_class=resolved.get("ingressClass", cls.ingress_class),
+            gateway_httproute_name=resolved.get("gatewayHTTPRouteName"),
+            virtual_service_name=resolved.get("virtualServiceName"),
+            destination_rule_name=resolved.get("destinationRuleName"),
         )
 
     @property

@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from vela_progressive.core.capabilities import (
-    capabilities,
     ingress_template,
-    ingress_template_header,
     provider_id,
+    provider_of,
+    route_refusals,
 )
-from vela_progressive.core.model import Match, TrafficRouting
+from vela_progressive.core.model import TrafficRouting
 from vela_progressive.core.rendering import render_object
 from vela_progressive.core.traffic.objects import (
     Changes,
@@ -39,8 +39,6 @@ API_VERSION = "networking.k8s.io/v1"
 KIND = "Ingress"
 #: Legacy class annotation, copied to the canary Ingress when the stable one uses it.
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"
-#: Limits a class template may declare in a ``{# limits: ... #}`` line.
-LIMITS = ("exact-header-only", "weight-or-matches")
 
 
 def _ref(namespace: str, name: str) -> ObjectRef:
@@ -49,23 +47,6 @@ def _ref(namespace: str, name: str) -> ObjectRef:
 
 def canary_name(routing: TrafficRouting) -> str:
     return f"{routing.object_name}-canary"
-
-
-def class_limits(ingress_class: str) -> frozenset[str]:
-    limits = ingress_template_header(ingress_class).get("limits", frozenset())
-    unknown = sorted(limits - set(LIMITS))
-    if unknown:
-        raise TrafficConfigError(
-            f"templates/{ingress_template(ingress_class)}: unknown limits {unknown}; "
-            f"known limits are {', '.join(LIMITS)}"
-        )
-    return limits
-
-
-def _conditions(match: Match) -> int:
-    return (
-        len(match.headers) + len(match.cookies) + len(match.query_params) + (match.path is not None)
-    )
 
 
 class IngressProvider(RoutingProvider):
@@ -78,41 +59,15 @@ class IngressProvider(RoutingProvider):
         ]
 
     def check(self, routing: TrafficRouting, route: RouteState) -> tuple[str, ...]:
-        """Why ``route`` cannot be expressed by this routing's Ingress class (empty: it can)."""
-        pid = provider_id(routing)
-        supported = capabilities(routing)
-        limits = class_limits(routing.ingress_class)
-        problems: list[str] = []
-        needed = set().union(*(m.features() for m in route.matches))
-        if route.weight:
-            needed.add("weight")
-        for feature in sorted(needed - supported):
-            problems.append(f"{pid} cannot route by {feature}")
-        if any(_conditions(m) != 1 for m in route.matches):
-            problems.append(
-                f"{pid}: a match entry with several conditions needs them ANDed, which a canary "
-                "Ingress cannot express; put each condition in its own match entry, or use "
-                "type gateway or istio"
-            )
-        headers = [h for m in route.matches for h in m.headers]
-        cookies = [c for m in route.matches for c in m.cookies]
-        if len(headers) > 1:
-            problems.append(f"{pid} routes by one header per step, got {len(headers)}")
-        if len(cookies) > 1:
-            problems.append(f"{pid} routes by one cookie per step, got {len(cookies)}")
-        if any(c.value != "always" for c in cookies):
-            problems.append(
-                f"{pid}: a cookie match selects the new version when the cookie's value is "
-                '"always"; remove the cookie value (or set it to "always")'
-            )
-        if "exact-header-only" in limits and any(h.type != "Exact" for h in headers):
-            problems.append(f"{pid} matches header values exactly; use type Exact")
-        if "weight-or-matches" in limits and route.weight and route.matches:
-            problems.append(
-                f"{pid} cannot combine a weight with header/cookie matches in one step; "
-                "use separate steps"
-            )
-        return tuple(problems)
+        """Why ``route`` cannot be expressed by this routing's Ingress class (empty: it can).
+
+        The rules and their wording are the capability table's
+        (:func:`vela_progressive.core.capabilities.route_refusals`), as in the validator.
+        """
+        provider = provider_of(routing)
+        return tuple(
+            r.says(provider.id) for r in route_refusals(provider, route.weight, route.matches)
+        )
 
     def split(
         self,
