@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ import yaml
 from vela_progressive.core import capabilities, model, trait_schema
 from vela_progressive.core.codegen import cue, reference, structural
 from vela_progressive.core.rendering import render_text
+from vela_progressive.core.workloads import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = ROOT / "controller/vela_progressive/core/schemas/progressive-rollout.schema.json"
@@ -175,9 +177,43 @@ def render_crd(schema: Json) -> str:
     return "".join(f"# {line}\n" for line in header.split("\n")) + body
 
 
+def workload_rules() -> dict[str, Any]:
+    """What the addon needs per registered workload kind (``core.workloads.registry``): the hold
+    webhook's rules and the controller's ClusterRole rules, each with its reason as comment
+    lines.
+
+    >>> [h["resource"] for h in workload_rules()["hold"]]
+    ['deployments', 'statefulsets']
+    """
+    return {
+        "hold": [k.webhook_rule for k in registry.REGISTRY],
+        "rbac": [
+            {
+                "comment": textwrap.wrap(rule.why, 96),
+                "rule": {
+                    "apiGroups": list(rule.api_groups),
+                    "resources": list(rule.resources),
+                    "verbs": list(rule.verbs),
+                },
+            }
+            for rule in registry.rbac_rules()
+        ],
+    }
+
+
 def render_names() -> str:
-    header = generated_header("templates/cue/names.cue.j2", "vela_progressive.core.model")
-    return render_text("cue/names.cue.j2", str(TEMPLATES), header=header, names=names())
+    header = generated_header(
+        "templates/cue/names.cue.j2",
+        "vela_progressive.core.model",
+        "vela_progressive.core.workloads.registry",
+    )
+    return render_text(
+        "cue/names.cue.j2",
+        str(TEMPLATES),
+        header=header,
+        names=names(),
+        workloads=workload_rules(),
+    )
 
 
 def generated_files() -> dict[Path, str]:

@@ -34,7 +34,7 @@ import kopf
 from kopf import cli as kopf_cli
 
 from vela_progressive.core.model import API_GROUP, API_VERSION, HOLD_LABEL, PLURAL
-from vela_progressive.core.workloads import hold_patch
+from vela_progressive.core.workloads import hold_patch, registry
 from vela_progressive.shell.certs import ensure_serving_cert
 from vela_progressive.shell.events import EventSink
 from vela_progressive.shell.kube import Kube, KubeError
@@ -176,9 +176,6 @@ def rollout_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> No
     _wake(memo, (namespace or "", name))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={HOLD_LABEL: "true"})
-@kopf.on.event("apps", "v1", "statefulsets", labels={HOLD_LABEL: "true"})
-@kopf.on.event("apps", "v1", "deployments", labels={CANARY_OF_LABEL: kopf.PRESENT})
 def workload_changed(
     namespace: str | None, name: str, labels: Mapping[str, str], memo: Any, **kwargs: Any
 ) -> None:
@@ -188,6 +185,18 @@ def workload_changed(
         _wake(memo, (namespace or "", rollout))
 
 
+# A change of a governed workload of any registered kind, or of an object a release style made
+# for one (the <name>-canary Deployment), wakes its rollout.
+for _kind in registry.REGISTRY:
+    kopf.on.event(_kind.group, _kind.version, _kind.plural, labels={HOLD_LABEL: "true"})(
+        workload_changed
+    )
+for _group, _version, _plural in registry.companions():
+    kopf.on.event(_group, _version, _plural, labels={CANARY_OF_LABEL: kopf.PRESENT})(
+        workload_changed
+    )
+
+
 @kopf.on.delete(API_GROUP, API_VERSION, PLURAL)
 async def released(body: kopf.Body, memo: Any, **_: Any) -> None:
     if not await memo.reconciler.release(dict(body)):
@@ -195,31 +204,26 @@ async def released(body: kopf.Body, memo: Any, **_: Any) -> None:
 
 
 # ---------------------------------------------------------------- the hold webhook
-@kopf.on.mutate(
-    "apps",
-    "v1",
-    "deployments",
-    id="hold-deployments",
-    labels={HOLD_LABEL: "true"},
-    operations=["UPDATE"],
-    ignore_failures=FAIL_OPEN,
-    side_effects=False,
-)
-@kopf.on.mutate(
-    "apps",
-    "v1",
-    "statefulsets",
-    id="hold-statefulsets",
-    labels={HOLD_LABEL: "true"},
-    operations=["UPDATE"],
-    ignore_failures=FAIL_OPEN,
-    side_effects=False,
-)
 def hold(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
     old = kwargs.get("old")
     change = hold_patch(body["kind"], dict(old) if old else None, dict(body))
     if change:
         patch.update(change)
+
+
+# One webhook per registered kind, served at /hold-<plural> (the addon's webhook rules and the
+# self-registered configuration both come from the registry).
+for _kind in registry.REGISTRY:
+    kopf.on.mutate(
+        _kind.group,
+        _kind.version,
+        _kind.plural,
+        id=_kind.handler_id,
+        labels={HOLD_LABEL: "true"},
+        operations=["UPDATE"],
+        ignore_failures=FAIL_OPEN,
+        side_effects=False,
+    )(hold)
 
 
 def main() -> None:

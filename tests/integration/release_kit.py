@@ -94,6 +94,29 @@ class Release:
         await self.wait_phase("Healthy")
         await self.wait_pods(V1, replicas)
 
+    async def create_from(self, obj: Obj, steps: list[Obj], **strategy: Any) -> None:
+        """Like :meth:`create`, with a workload built by the test (e.g. ``workload(...)`` with
+        ``podManagementPolicy: OrderedReady``)."""
+        await self.kube.create(obj)
+        await self.kube.create(rollout(self.name, self.ns, self.kind, steps, **strategy))
+        await self.wait_phase("Healthy")
+        await self.wait_pods(V1, int(obj["spec"]["replicas"]))
+
+    async def set_template(self, ops: list[Obj], revision: str) -> Obj:
+        """A new revision as JSON patch operations on the pod template (``path`` relative to
+        ``/spec/template``), so a field can be removed as a three-way apply would."""
+        await self.kube.patch(
+            CR_API, KIND, self.name, self.ns, {"spec": {"revision": {"name": revision}}}
+        )
+        return await self.kube.patch(
+            "apps/v1",
+            self.kind,
+            self.name,
+            self.ns,
+            [{**op, "path": "/spec/template" + op["path"]} for op in ops],
+            patch_type="json",
+        )
+
     async def cr(self) -> Obj:
         got = await self.kube.get(CR_API, KIND, self.name, self.ns)
         assert got is not None

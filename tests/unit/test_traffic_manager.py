@@ -1,4 +1,5 @@
-"""TrafficManager against an in-memory API server: all-or-nothing steps, idempotent restores.
+"""TrafficManager against the in-memory API server (tests/support/fake_kube.py): all-or-nothing
+steps, idempotent restores.
 
 The same behaviour is checked against the real cluster in tests/integration/test_traffic_*.py;
 this tier runs in milliseconds and can inject failures the real server would not produce.
@@ -11,109 +12,14 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.fake_kube import FakeKube
 
 from vela_progressive.core.model import Match, TrafficRouting
 from vela_progressive.core.traffic import ObjectRef, RouteState, TrafficContext
-from vela_progressive.core.traffic.patch import apply_merge_patch
-from vela_progressive.shell.kube import Kube, KubeError
+from vela_progressive.shell.kube import KubeError
 from vela_progressive.shell.traffic import TrafficError, TrafficManager
 
 Obj = dict[str, Any]
-
-
-class FakeKube(Kube):
-    """Stores objects by reference; honours resourceVersion preconditions of merge patches."""
-
-    def __init__(self, *objects: Obj) -> None:
-        super().__init__(api=None)
-        self.store: dict[ObjectRef, Obj] = {}
-        self.version = 0
-        self.fail_on: dict[tuple[str, ObjectRef], KubeError] = {}
-        for obj in objects:
-            self._put(copy.deepcopy(obj))
-
-    def _put(self, obj: Obj) -> Obj:
-        for key in ("labels", "annotations"):  # the API server omits empty maps
-            if obj["metadata"].get(key) == {}:
-                del obj["metadata"][key]
-        self.version += 1
-        obj["metadata"]["resourceVersion"] = str(self.version)
-        self.store[ObjectRef.of(obj)] = obj
-        return copy.deepcopy(obj)
-
-    def _check(self, verb: str, ref: ObjectRef) -> None:
-        self.requests[verb] += 1
-        if (verb, ref) in self.fail_on:
-            raise self.fail_on[(verb, ref)]
-
-    async def get(
-        self, api_version: str, kind: str, name: str, namespace: str | None = None
-    ) -> Obj | None:
-        ref = ObjectRef(api_version, kind, namespace or "", name)
-        self._check("GET", ref)
-        found = self.store.get(ref)
-        return copy.deepcopy(found) if found else None
-
-    async def list(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None = None,
-        *,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-    ) -> list[Obj]:
-        wanted = dict(p.split("=", 1) for p in (label_selector or "").split(",") if p)
-        return [
-            copy.deepcopy(o)
-            for ref, o in self.store.items()
-            if (ref.api_version, ref.kind, ref.namespace) == (api_version, kind, namespace)
-            and wanted.items() <= (o["metadata"].get("labels") or {}).items()
-        ]
-
-    async def create(self, obj: Obj) -> Obj:
-        ref = ObjectRef.of(obj)
-        self._check("POST", ref)
-        if ref in self.store:
-            raise KubeError(409, "AlreadyExists", f"{ref} already exists")
-        return self._put(copy.deepcopy(obj))
-
-    async def patch(
-        self,
-        api_version: str,
-        kind: str,
-        name: str,
-        namespace: str | None,
-        patch: Any,
-        *,
-        patch_type: str = "merge",
-        subresource: str | None = None,
-    ) -> Obj:
-        ref = ObjectRef(api_version, kind, namespace or "", name)
-        self._check("PATCH", ref)
-        assert patch_type == "merge"
-        current = self.store.get(ref)
-        if current is None:
-            raise KubeError(404, "NotFound", f"{ref} not found")
-        wanted = (patch.get("metadata") or {}).get("resourceVersion")
-        if wanted and wanted != current["metadata"]["resourceVersion"]:
-            raise KubeError(409, "Conflict", f"{ref} was modified")
-        return self._put(apply_merge_patch(current, patch))
-
-    async def delete(
-        self, api_version: str, kind: str, name: str, namespace: str | None = None
-    ) -> bool:
-        ref = ObjectRef(api_version, kind, namespace or "", name)
-        self._check("DELETE", ref)
-        return self.store.pop(ref, None) is not None
-
-    def view(self) -> dict[ObjectRef, Obj]:
-        """Every object without its resourceVersion (what a restore must give back)."""
-        out = copy.deepcopy(self.store)
-        for obj in out.values():
-            obj["metadata"].pop("resourceVersion", None)
-        return out
-
 
 OBJECTS: list[Obj] = list(
     yaml.safe_load_all(

@@ -10,8 +10,9 @@ patches; ``-o json`` the same data for machines. Nothing talks to a cluster.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +38,16 @@ from vela_progressive.core.validation import (
     resolve_strategy,
     validate_application,
 )
-from vela_progressive.core.workloads import CONTROLLER_REVISION_HASH, POD_TEMPLATE_HASH
+from vela_progressive.core.workloads import POD_TEMPLATE_HASH, Observed, Write, registry
+from vela_progressive.core.workloads.common import patch_of, template_hash
+from vela_progressive.core.workloads.deployment_partition import stable_example_template
 
 Obj = dict[str, Any]
 
 #: Annotation KubeVela uses to pin an Application revision name.
 PUBLISH_VERSION_ANNOTATION = "app.oam.dev/publishVersion"
+#: Label KubeVela's component definitions select a component's pods by.
+COMPONENT_LABEL = "app.oam.dev/component"
 
 
 def _replicas_flag(text: str) -> int:
@@ -200,67 +205,120 @@ def rollout_resource(p: Preview) -> Obj:
     }
 
 
-def _meta(p: Preview, name: str) -> Obj:
-    return {"name": name, "namespace": p.namespace}
+def _template(p: Preview) -> Obj:
+    """The workload's new pod template: its pod spec is only known in the cluster."""
+    return {
+        "metadata": {"labels": {COMPONENT_LABEL: p.target.workload_name}},
+        "spec": f"<the new pod spec of {p.target.workload_name}>",
+    }
 
 
-def _workload_preview(p: Preview, step: PlannedStep) -> list[tuple[str, Obj]]:
-    """The workload objects changed at ``step``: (what happens, object or merge patch)."""
-    t, name = p.target, p.target.workload_name
-    if p.plan.mode is ReleaseMode.CANARY:
-        return [
-            (
-                f"create/scale Deployment {name}-canary (the new pod template of {name}); "
-                f"{name} stays paused on its {step.old_pods} old pods",
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "metadata": _meta(p, f"{name}-canary"),
-                    "spec": {"replicas": step.canary_replicas},
-                },
-            )
+def _owner(p: Preview) -> Obj:
+    """The rollout's owner reference, set on the objects a release creates."""
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "name": p.target.component,
+        "uid": f"<uid of the {KIND} {p.target.component}>",
+        "controller": True,
+        "blockOwnerDeletion": False,
+    }
+
+
+def _placeholders(value: Any, names: dict[str, str]) -> Any:
+    """``value`` with the revision hashes of the example shown as ``<new>``/``<stable>``."""
+    if isinstance(value, dict):
+        return {k: _placeholders(v, names) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_placeholders(v, names) for v in value)
+    if isinstance(value, str):
+        for raw, shown in names.items():
+            value = value.replace(raw, shown)
+    return value
+
+
+def _document(write: Write) -> Obj:
+    """A write as the object it creates, or the merge patch / delete it sends."""
+    if write.verb == "create":
+        assert write.body is not None
+        return write.body
+    meta: Obj = {"name": write.name, "namespace": write.namespace}
+    body = dict(write.body or {})
+    # Applied with the resourceVersion read as precondition; the example's means nothing.
+    extra = {k: v for k, v in (body.pop("metadata", None) or {}).items() if k != "resourceVersion"}
+    return {
+        "apiVersion": write.api_version,
+        "kind": write.kind,
+        "metadata": {**meta, **extra},
+        **body,
+    }
+
+
+@dataclass(frozen=True)
+class WorkloadPreview:
+    """What the workload's adapter writes, computed by its style on an example of the workload:
+    the webhook's hold, then per step the writes when the step starts and once its new pods are
+    Ready, and the hand-back at the end."""
+
+    hold: tuple[str, Obj] | None
+    steps: tuple[tuple[tuple[str, Obj], ...], ...]
+    hand_back: tuple[tuple[str, Obj], ...]
+
+
+def workload_preview(p: Preview) -> WorkloadPreview:
+    entry = registry.find(p.target.kind)
+    style = entry.styles.get(p.plan.mode) if entry is not None else None
+    if entry is None or style is None:
+        return WorkloadPreview(None, tuple(() for _ in p.plan.steps), ())
+    ns, name, replicas, template = p.namespace, p.target.workload_name, p.replicas, _template(p)
+    stable_template = stable_example_template(template)
+    names = {template_hash(template): "<new>", template_hash(stable_template): "<stable>"}
+
+    def example(new: int, old: int) -> Observed:
+        return replace(style.example(ns, name, replicas, template, new, old), owner=_owner(p))
+
+    def shown(write: Write, when: str = "") -> tuple[str, Obj]:
+        text = f"{when}: {write.reason}" if when else write.reason
+        if write.verb == "delete":
+            text = f"delete {write.kind} {write.name}: {text}"
+        return text, _document(write)
+
+    start = example(0, replicas)
+    old_workload = copy.deepcopy(start.workload)
+    old_workload["spec"]["template"] = stable_template
+    rule = entry.hold(old_workload, start.workload)
+    hold = None
+    if rule is not None:
+        webhook = patch_of(
+            start.workload,
+            rule,
+            f"hold {entry.kind} {name} when its pod template changes (webhook)",
+        )
+        start = start.after(webhook)
+        hold = shown(webhook)
+    stable = style.view(start, None).stable_revision
+    steps = []
+    prev_new, prev_old = 0, replicas
+    for step in p.plan.steps:
+        before = start if prev_new == 0 else example(prev_new, prev_old)
+        view = style.view(before, stable)
+        docs = [shown(w) for w in style.scale_to(before, view, step.new_pods, surge_ready=False)]
+        ready = example(step.new_pods, prev_old)
+        view = style.view(ready, stable)
+        docs += [
+            shown(w, "once the new pods are Ready")
+            for w in style.scale_to(ready, view, step.new_pods, surge_ready=True)
         ]
-    if t.kind == "StatefulSet":
-        return [
-            (
-                f"patch StatefulSet {name}: pods with ordinal >= {step.partition} "
-                "run the new version",
-                {
-                    "apiVersion": t.api_version,
-                    "kind": t.kind,
-                    "metadata": _meta(p, name),
-                    "spec": {
-                        "updateStrategy": {
-                            "type": "RollingUpdate",
-                            "rollingUpdate": {"partition": step.partition},
-                        }
-                    },
-                },
-            )
-        ]
-    if t.kind == "Deployment":
-        return [
-            (
-                f"scale the ReplicaSets of the paused Deployment {name} "
-                "(<new>/<stable>: their pod-template-hash)",
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "ReplicaSet",
-                    "metadata": _meta(p, f"{name}-<new>"),
-                    "spec": {"replicas": step.new_pods},
-                },
-            ),
-            (
-                "",
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "ReplicaSet",
-                    "metadata": _meta(p, f"{name}-<stable>"),
-                    "spec": {"replicas": step.old_pods},
-                },
-            ),
-        ]
-    return []
+        steps.append(tuple(docs))
+        prev_new, prev_old = step.new_pods, step.old_pods
+    end = example(prev_new, prev_old)
+    writes, _ = style.finalize(end, style.view(end, stable))
+    hand_back = tuple(shown(w, f"after step {len(p.plan.steps)}") for w in writes)
+    return WorkloadPreview(
+        _placeholders(hold, names) if hold else None,
+        tuple(tuple(_placeholders(d, names) for d in docs) for docs in steps),
+        tuple(_placeholders(d, names) for d in hand_back),
+    )
 
 
 def _traffic_preview(p: Preview, step: PlannedStep) -> list[Obj]:
@@ -270,7 +328,8 @@ def _traffic_preview(p: Preview, step: PlannedStep) -> list[Obj]:
     real ones are only known in the cluster); each object says so in an annotation.
     """
     route = RouteState(weight=step.weight or 0, matches=step.matches)
-    label = POD_TEMPLATE_HASH if p.target.kind == "Deployment" else CONTROLLER_REVISION_HASH
+    entry = registry.find(p.target.kind)
+    label = entry.revision_label if entry is not None else POD_TEMPLATE_HASH
     objects: list[Obj] = []
     for routing in p.strategy.routings:
         try:
@@ -286,36 +345,8 @@ def _traffic_preview(p: Preview, step: PlannedStep) -> list[Obj]:
     return objects
 
 
-def _hold_patch(p: Preview) -> tuple[str, Obj] | None:
-    t, name = p.target, p.target.workload_name
-    if t.kind == "Deployment":
-        spec: Obj = {"paused": True}
-        if p.plan.mode is ReleaseMode.BATCH:
-            spec["strategy"] = {"type": "Recreate"}
-        return (
-            f"hold Deployment {name} when its pod template changes (webhook)",
-            {"apiVersion": t.api_version, "kind": t.kind, "metadata": _meta(p, name), "spec": spec},
-        )
-    if t.kind == "StatefulSet":
-        return (
-            f"hold StatefulSet {name} when its pod template changes (webhook)",
-            {
-                "apiVersion": t.api_version,
-                "kind": t.kind,
-                "metadata": _meta(p, name),
-                "spec": {
-                    "updateStrategy": {
-                        "type": "RollingUpdate",
-                        "rollingUpdate": {"partition": p.replicas},
-                    }
-                },
-            },
-        )
-    return None
-
-
 def _unsupported_note(p: Preview) -> str | None:
-    if p.target.kind in ("Deployment", "StatefulSet"):
+    if registry.find(p.target.kind) is not None:
         return None
     return (
         f"note: the controller does not release a {p.target.kind} yet; the plan shows the "
@@ -333,14 +364,15 @@ def object_documents(p: Preview) -> list[tuple[str, Obj]]:
             rollout_resource(p),
         )
     ]
-    hold = _hold_patch(p)
-    if hold is not None:
-        docs.append(hold)
-    for step in p.plan.steps:
+    workload = workload_preview(p)
+    if workload.hold is not None:
+        docs.append(workload.hold)
+    for step, writes in zip(p.plan.steps, workload.steps, strict=True):
         header = f"step {step.index}/{total}: {step.new_pods}/{p.replicas} pods on the new version"
-        objects = [*_workload_preview(p, step), *(("", o) for o in _traffic_preview(p, step))]
+        objects = [*writes, *(("", o) for o in _traffic_preview(p, step))]
         for n, (what, obj) in enumerate(objects):
             docs.append(("\n".join(x for x in (header if n == 0 else "", what) if x), obj))
+    docs += workload.hand_back
     return docs
 
 

@@ -178,10 +178,13 @@ class Strategy:
         )
 
     def mode_for(self, kind: str) -> ReleaseMode:
-        """The effective release mode: canary style exists for Deployments only."""
+        """The effective release mode: the trait's, else the kind's default style (registry)."""
         if self.release_mode is not None:
             return self.release_mode
-        return ReleaseMode.CANARY if kind == "Deployment" else ReleaseMode.BATCH
+        # Imported here: the registry's kinds build on this module's types.
+        from vela_progressive.core.workloads.registry import default_style  # noqa: PLC0415
+
+        return default_style(kind)
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,12 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from vela_progressive.core.model import API_GROUP, API_VERSION, KIND, PLURAL
+from vela_progressive.core.workloads import registry
 
 Obj = dict[str, Any]
 
 #: (apiVersion, kind) -> (plural, namespaced). Kinds outside this table are resolved by discovery.
+#: The workload kinds come from the registry (``core.workloads.registry``).
 KNOWN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "Pod"): ("pods", True),
     ("v1", "Service"): ("services", True),
@@ -27,10 +29,8 @@ KNOWN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "Namespace"): ("namespaces", False),
     ("v1", "ConfigMap"): ("configmaps", True),
     ("v1", "ServiceAccount"): ("serviceaccounts", True),
-    ("apps/v1", "Deployment"): ("deployments", True),
+    **{(k.api_version, k.kind): (k.plural, True) for k in registry.REGISTRY},
     ("apps/v1", "ReplicaSet"): ("replicasets", True),
-    ("apps/v1", "StatefulSet"): ("statefulsets", True),
-    ("apps/v1", "DaemonSet"): ("daemonsets", True),
     ("apps/v1", "ControllerRevision"): ("controllerrevisions", True),
     ("discovery.k8s.io/v1", "EndpointSlice"): ("endpointslices", True),
     ("networking.k8s.io/v1", "Ingress"): ("ingresses", True),
@@ -39,7 +39,6 @@ KNOWN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("networking.istio.io/v1", "DestinationRule"): ("destinationrules", True),
     ("networking.istio.io/v1beta1", "VirtualService"): ("virtualservices", True),
     ("networking.istio.io/v1beta1", "DestinationRule"): ("destinationrules", True),
-    ("apps.kruise.io/v1alpha1", "CloneSet"): ("clonesets", True),
     ("core.oam.dev/v1beta1", "Application"): ("applications", True),
     ("core.oam.dev/v1beta1", "ApplicationRevision"): ("applicationrevisions", True),
     (f"{API_GROUP}/{API_VERSION}", KIND): (PLURAL, True),
@@ -210,11 +209,26 @@ class Kube:
         )
 
     async def delete(
-        self, api_version: str, kind: str, name: str, namespace: str | None = None
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None = None,
+        *,
+        preconditions: Obj | None = None,
     ) -> bool:
-        """Delete; ``False`` when it was already gone."""
+        """Delete; ``False`` when it was already gone.
+
+        ``preconditions`` (``uid``, ``resourceVersion``): the server refuses (409) to delete an
+        object that no longer matches them.
+        """
+        body = None
+        if preconditions:
+            body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": preconditions}
         try:
-            await self._call("DELETE", await self.path(api_version, kind, namespace, name))
+            await self._call(
+                "DELETE", await self.path(api_version, kind, namespace, name), body=body
+            )
         except KubeError as exc:
             if exc.not_found:
                 return False

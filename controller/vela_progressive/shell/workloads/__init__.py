@@ -1,4 +1,5 @@
-"""Workload adapters: one module per kind and style, all behind
+"""Workload adapters: the registry's (kind, style) compute, applied by one generic
+:class:`~vela_progressive.shell.workloads.base.Adapter` behind
 :class:`~vela_progressive.shell.workloads.base.WorkloadAdapter`.
 
 An adapter observes a normalised :class:`~vela_progressive.core.workloads.WorkloadView` and moves
@@ -11,15 +12,23 @@ from __future__ import annotations
 from typing import Any
 
 from vela_progressive.core.model import ReleaseMode
+from vela_progressive.core.workloads import CANARY_OF_LABEL, registry
 from vela_progressive.shell.kube import Kube
-from vela_progressive.shell.workloads import deployment_canary, deployment_partition, statefulset
 from vela_progressive.shell.workloads.base import (
-    CANARY_OF_LABEL,
+    Adapter,
     WorkloadAdapter,
     WorkloadMissing,
+    apply_writes,
 )
 
-__all__ = ["CANARY_OF_LABEL", "WorkloadAdapter", "WorkloadMissing", "adapter_for"]
+__all__ = [
+    "CANARY_OF_LABEL",
+    "Adapter",
+    "WorkloadAdapter",
+    "WorkloadMissing",
+    "adapter_for",
+    "apply_writes",
+]
 
 
 def adapter_for(
@@ -30,12 +39,9 @@ def adapter_for(
     mode: ReleaseMode,
     owner: dict[str, Any] | None = None,
 ) -> WorkloadAdapter:
-    """The adapter for a workload kind and release mode (kind support is validated earlier)."""
-
-    if kind == "Deployment" and mode is ReleaseMode.CANARY:
-        return deployment_canary.CanaryDeployment(kube, namespace, name, owner)
-    if kind == "Deployment":
-        return deployment_partition.PartitionDeployment(kube, namespace, name)
-    if kind == "StatefulSet":
-        return statefulset.PartitionStatefulSet(kube, namespace, name)
-    raise ValueError(f"unsupported workload kind {kind}")
+    """The adapter for a workload kind and release mode (kind support is validated earlier):
+    the registry's style for (kind, mode); ``ValueError`` for a kind or style it lacks."""
+    entry = registry.find(kind)
+    if entry is None:
+        raise ValueError(f"unsupported workload kind {kind}")
+    return Adapter(kube, entry.api_version, kind, entry.style(mode), namespace, name, owner)

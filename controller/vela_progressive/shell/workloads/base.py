@@ -1,21 +1,36 @@
-"""What every workload adapter shares: the protocol, errors and pod helpers.
+"""The workload adapter: the *act* half of a release style.
 
 An adapter observes a normalised :class:`~vela_progressive.core.workloads.WorkloadView` and moves
-the workload so that exactly N pods run the new template. Every method is idempotent: calling it
-again after a crash or a restart changes nothing more.
+the workload so that exactly N pods run the new template. What to read and what to write is
+computed by the style's pure functions (:class:`vela_progressive.core.workloads.Style`); this
+module only performs the reads and applies the writes in order, each with its precondition (a
+merge patch carries the ``resourceVersion`` it was computed from, a delete the ``uid``), so a
+write computed from a stale read is refused (409) and the reconciler retries from a fresh
+observation. Every method is idempotent: calling it again after a crash or a restart changes
+nothing more.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
-from vela_progressive.core.model import ANNOTATION_PREFIX, HOLD_LABEL
-from vela_progressive.core.workloads import APP_REVISION_LABEL, WorkloadView
+from vela_progressive.core.workloads import (
+    CANARY_OF_LABEL,
+    Observed,
+    Read,
+    Style,
+    WorkloadView,
+    Write,
+    Writes,
+)
+from vela_progressive.core.workloads.common import selector_string
+from vela_progressive.shell.kube import Kube
 
 Obj = dict[str, Any]
+log = logging.getLogger("vela_progressive.workloads")
 
-#: Label on objects this controller creates for a workload (canary Deployment, ...).
-CANARY_OF_LABEL = f"{ANNOTATION_PREFIX}/canary-of"
+__all__ = ["CANARY_OF_LABEL", "Adapter", "WorkloadAdapter", "WorkloadMissing", "apply_writes"]
 
 
 class WorkloadMissing(Exception):
@@ -61,47 +76,104 @@ class WorkloadAdapter(Protocol):
         ...
 
 
-def selector_string(labels: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-
-
-def is_ready(pod: Obj) -> bool:
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in pod.get("status", {}).get("conditions", [])
+async def read(kube: Kube, namespace: str, wanted: Read) -> list[Obj]:
+    """One declared read: the object (or nothing) by name, else the list by labels."""
+    if wanted.name is not None:
+        got = await kube.get(wanted.api_version, wanted.kind, wanted.name, namespace)
+        return [got] if got is not None else []
+    items = await kube.list(
+        wanted.api_version,
+        wanted.kind,
+        namespace,
+        label_selector=selector_string(wanted.selector or {}),
     )
+    # The items of a list carry no apiVersion/kind; the compute tells objects apart by them.
+    return [{"apiVersion": wanted.api_version, "kind": wanted.kind, **item} for item in items]
 
 
-def is_live(pod: Obj) -> bool:
-    """Counted as a pod of its revision: not terminating and not finished."""
-    return not pod["metadata"].get("deletionTimestamp") and pod.get("status", {}).get(
-        "phase"
-    ) not in ("Succeeded", "Failed")
+async def apply_writes(kube: Kube, obs: Observed, writes: Writes) -> Observed:
+    """Apply ``writes`` in order; the snapshot with the server's answers."""
+    for write in writes:
+        log.debug(
+            "%s %s %s/%s: %s", write.verb, write.kind, write.namespace, write.name, write.reason
+        )
+        obs = obs.after(write, await _apply(kube, write))
+    return obs
 
 
-def settled(obj: Obj) -> bool:
-    """The workload's controller has observed its latest spec."""
-    return int(obj.get("status", {}).get("observedGeneration", 0)) >= int(
-        obj["metadata"].get("generation", 0)
+async def _apply(kube: Kube, write: Write) -> Obj | None:
+    if write.verb == "create":
+        assert write.body is not None
+        return await kube.create(write.body)
+    if write.verb == "patch":
+        return await kube.patch(
+            write.api_version, write.kind, write.name, write.namespace, write.body
+        )
+    preconditions = {"uid": write.uid} if write.uid else None
+    await kube.delete(
+        write.api_version, write.kind, write.name, write.namespace, preconditions=preconditions
     )
+    return None
 
 
-def view_of(
-    obj: Obj, *, update: str, stable: str | None, new: list[Obj], live_pods: int, held: bool
-) -> WorkloadView:
-    """The normalised view of a workload object and its pods (``new``: the update revision's)."""
-    return WorkloadView(
-        kind=obj["kind"],
-        name=obj["metadata"]["name"],
-        namespace=obj["metadata"]["namespace"],
-        replicas=int(obj["spec"].get("replicas", 1)),
-        update_revision=update,
-        stable_revision=stable,
-        new_pods=len(new),
-        new_ready=sum(1 for p in new if is_ready(p)),
-        old_pods=live_pods - len(new),
-        held=held,
-        settled=settled(obj),
-        app_revision=(obj["metadata"].get("labels") or {}).get(APP_REVISION_LABEL),
-        governed=(obj["metadata"].get("labels") or {}).get(HOLD_LABEL) == "true",
-    )
+class Adapter:
+    """The one adapter: any (kind, style) of the registry, with the style's compute."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        api_version: str,
+        kind: str,
+        style: Style,
+        namespace: str,
+        name: str,
+        owner: Obj | None = None,
+    ) -> None:
+        self.kube, self.api_version, self.kind, self.style = kube, api_version, kind, style
+        self.namespace, self.name = namespace, name
+        #: Owner reference of the rollout, set on the objects a release creates.
+        self.owner = owner
+        self._obs: Observed | None = None
+
+    @property
+    def observed(self) -> Observed:
+        assert self._obs is not None, "observe() first"
+        return self._obs
+
+    async def observe(self, stable_hint: str | None) -> WorkloadView:
+        workload = await self.kube.get(self.api_version, self.kind, self.name, self.namespace)
+        if workload is None:
+            raise WorkloadMissing(f"{self.kind} {self.namespace}/{self.name} not found")
+        found = [await read(self.kube, self.namespace, r) for r in self.style.reads(workload)]
+        self._obs = self.style.observed(workload, found, self.owner)
+        return self.style.view(self._obs, stable_hint)
+
+    async def _apply(self, writes: Writes) -> None:
+        self._obs = await apply_writes(self.kube, self.observed, writes)
+
+    async def new_revision_pods(self, view: WorkloadView) -> list[Obj]:
+        return self.style.new_revision_pods(self.observed, view)
+
+    async def hold(self, view: WorkloadView) -> bool:
+        writes = self.style.hold(self.observed, view)
+        await self._apply(writes)
+        return bool(writes) and not view.held
+
+    async def scale_to(self, view: WorkloadView, new_pods: int, *, surge_ready: bool) -> None:
+        await self._apply(
+            self.style.scale_to(self.observed, view, new_pods, surge_ready=surge_ready)
+        )
+
+    async def abort(self, view: WorkloadView) -> None:
+        await self._apply(self.style.abort(self.observed, view))
+
+    async def finalize(self, view: WorkloadView) -> bool:
+        writes, done = self.style.finalize(self.observed, view)
+        await self._apply(writes)
+        return done and not writes
+
+    def canary_selector(self, view: WorkloadView) -> dict[str, str]:
+        return self.style.canary_selector(self.observed, view)
+
+    def stable_selector(self, view: WorkloadView) -> dict[str, str]:
+        return self.style.stable_selector(self.observed, view)

@@ -1,0 +1,342 @@
+"""What every workload kind shares: the normalised view, revision identity, pod helpers, and the
+data an adapter's pure *compute* half exchanges with the shell's *act* half.
+
+A release style reads the objects it declares (:class:`Read`), turns them into an
+:class:`Observed` snapshot, and computes the writes (:class:`Write`) that move the workload; the
+shell performs the reads and applies the writes in order, each with its precondition, and hands
+the server's answers back through :meth:`Observed.after`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from vela_progressive.core.model import ANNOTATION_PREFIX, HOLD_LABEL
+from vela_progressive.core.traffic.patch import apply_merge_patch
+
+Obj = dict[str, Any]
+
+#: Label the Deployment controller puts on ReplicaSets and pods.
+POD_TEMPLATE_HASH = "pod-template-hash"
+#: Label the StatefulSet/DaemonSet controllers put on pods.
+CONTROLLER_REVISION_HASH = "controller-revision-hash"
+#: Label KubeVela puts on every object it applies: the Application revision.
+APP_REVISION_LABEL = "app.oam.dev/appRevision"
+#: Annotation holding the workload fields we change, so finalize/abort restores them exactly.
+ORIGINAL_ANNOTATION = f"{ANNOTATION_PREFIX}/original-workload-spec"
+#: Label on objects this controller creates for a workload (canary Deployment, ...).
+CANARY_OF_LABEL = f"{ANNOTATION_PREFIX}/canary-of"
+
+_SAFE = "bcdfghjklmnpqrstvwxz2456789"
+
+
+@dataclass(frozen=True)
+class WorkloadView:
+    """What the release logic needs to know about a workload, whatever its kind."""
+
+    kind: str
+    name: str
+    namespace: str
+    replicas: int
+    #: Revision id of the workload's current pod template (the release target).
+    update_revision: str
+    #: Revision id of the pods that ran before the template changed.
+    stable_revision: str | None
+    #: Pods on the update revision, and how many of them are Ready.
+    new_pods: int
+    new_ready: int
+    #: Pods on any other revision.
+    old_pods: int
+    #: The workload cannot move by itself (Deployment paused / partition covers every pod).
+    held: bool
+    #: The workload controller has caught up with the spec (observedGeneration).
+    settled: bool
+    #: The Application revision KubeVela last applied to the workload (its
+    #: ``app.oam.dev/appRevision`` label); ``None`` for a workload KubeVela does not manage.
+    app_revision: str | None = None
+    #: The workload carries the hold label (``HOLD_LABEL: "true"``): the trait still governs it.
+    governed: bool = True
+
+    @property
+    def idle(self) -> bool:
+        """Every pod runs the update revision: nothing to release."""
+        return self.old_pods == 0 and self.new_pods >= self.replicas and not self.held
+
+
+# ---------------------------------------------------------------------------------- templates
+def template_without_hash(template: Obj, label: str = POD_TEMPLATE_HASH) -> Obj:
+    """The pod template with the controller-added revision label removed."""
+    clean = copy.deepcopy(template)
+    labels = clean.get("metadata", {}).get("labels")
+    if labels and label in labels:
+        del labels[label]
+    return clean
+
+
+def template_hash(template: Obj) -> str:
+    """A short, stable, DNS-safe hash of a pod template (revision label removed).
+
+    >>> t = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"image": "v1"}]}}
+    >>> template_hash(t) == template_hash({**t, "metadata": {"labels": {"app": "web",
+    ...     "pod-template-hash": "abc"}}})
+    True
+    >>> len(template_hash(t))
+    10
+    """
+    raw = json.dumps(template_without_hash(template), sort_keys=True).encode()
+    digest = hashlib.sha256(raw).digest()
+    return "".join(_SAFE[b % len(_SAFE)] for b in digest[:10])
+
+
+def templates_equal(a: Obj, b: Obj) -> bool:
+    """Equal pod templates, ignoring the revision labels controllers add."""
+    return template_without_hash(a) == template_without_hash(b)
+
+
+def replacing_patch(current: Any, desired: Any) -> Any:
+    """The JSON merge patch that turns ``current`` into exactly ``desired`` (keys missing from
+    ``desired`` are set to null, lists are replaced whole), or ``None`` when they are equal.
+
+    >>> replacing_patch({"a": 1, "b": {"c": 2, "d": 3}}, {"a": 1, "b": {"c": 2}})
+    {'b': {'d': None}}
+    >>> replacing_patch({"a": [1, 2]}, {"a": [1, 2]}) is None
+    True
+    """
+    if isinstance(current, dict) and isinstance(desired, dict):
+        patch: dict[str, Any] = {key: None for key in current if key not in desired}
+        for key, value in desired.items():
+            if key not in current:
+                patch[key] = value
+            else:
+                sub = replacing_patch(current[key], value)
+                if sub is not None:
+                    patch[key] = sub
+        return patch or None
+    return None if current == desired else desired
+
+
+def without_nulls(value: Any) -> Any:
+    """``value`` without null map entries (the API server drops them; a merge patch deletes)."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
+def pod_template_changed(old: Obj | None, new: Obj) -> bool:
+    """An UPDATE from ``old`` to ``new`` changes the workload's pod template."""
+    if old is None:
+        return False
+    old_t = old.get("spec", {}).get("template", {})
+    new_t = new.get("spec", {}).get("template", {})
+    return not templates_equal(old_t, new_t)
+
+
+# ---------------------------------------------------------------------------------- objects
+def match_labels(obj: Obj) -> dict[str, str]:
+    labels: dict[str, str] = (obj.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+    return labels
+
+
+def selector_string(labels: Mapping[str, str]) -> str:
+    """``k=v,...`` for a label selector query parameter.
+
+    >>> selector_string({"b": "2", "a": "1"})
+    'a=1,b=2'
+    """
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def labels_of(obj: Obj) -> dict[str, str]:
+    labels: dict[str, str] = obj.get("metadata", {}).get("labels") or {}
+    return labels
+
+
+def owned_by(obj: Obj, uid: str) -> bool:
+    return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or [])
+
+
+def is_ready(pod: Obj) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in pod.get("status", {}).get("conditions", [])
+    )
+
+
+def is_live(pod: Obj) -> bool:
+    """Counted as a pod of its revision: not terminating and not finished."""
+    return not pod["metadata"].get("deletionTimestamp") and pod.get("status", {}).get(
+        "phase"
+    ) not in ("Succeeded", "Failed")
+
+
+def settled(obj: Obj) -> bool:
+    """The workload's controller has observed its latest spec."""
+    return int(obj.get("status", {}).get("observedGeneration", 0)) >= int(
+        obj["metadata"].get("generation", 0)
+    )
+
+
+def view_of(
+    obj: Obj, *, update: str, stable: str | None, new: list[Obj], live_pods: int, held: bool
+) -> WorkloadView:
+    """The normalised view of a workload object and its pods (``new``: the update revision's)."""
+    labels = labels_of(obj)
+    return WorkloadView(
+        kind=obj["kind"],
+        name=obj["metadata"]["name"],
+        namespace=obj["metadata"]["namespace"],
+        replicas=int(obj["spec"].get("replicas", 1)),
+        update_revision=update,
+        stable_revision=stable,
+        new_pods=len(new),
+        new_ready=sum(1 for p in new if is_ready(p)),
+        old_pods=live_pods - len(new),
+        held=held,
+        settled=settled(obj),
+        app_revision=labels.get(APP_REVISION_LABEL),
+        governed=labels.get(HOLD_LABEL) == "true",
+    )
+
+
+# ---------------------------------------------------------------------------------- compute/act
+@dataclass(frozen=True)
+class Read:
+    """One read the shell performs for a style: a ``get`` by name, else a ``list`` by labels."""
+
+    api_version: str
+    kind: str
+    name: str | None = None
+    selector: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write computed by a style, applied by the shell in order.
+
+    ``patch``: ``body`` is a JSON merge patch carrying ``metadata.resourceVersion`` of the object
+    it was computed from, so the API server refuses it (409) if the object changed since it was
+    read. ``create``: ``body`` is the whole object. ``delete``: ``uid`` is the precondition (the
+    object read, never a successor with the same name, e.g. a StatefulSet pod).
+    """
+
+    verb: Literal["create", "patch", "delete"]
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    body: Obj | None = None
+    uid: str | None = None
+    #: What the write does and why, for people (logs, ``kubectl progressive plan``).
+    reason: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.api_version, self.kind, self.name)
+
+
+def patch_of(obj: Obj, body: Obj, reason: str = "") -> Write:
+    """A merge patch of ``obj`` with ``obj``'s resourceVersion as precondition."""
+    meta = obj["metadata"]
+    body = copy.deepcopy(body)
+    version = meta.get("resourceVersion")
+    if version:
+        body.setdefault("metadata", {})["resourceVersion"] = version
+    return Write(
+        "patch", obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"], body, None, reason
+    )
+
+
+def create_of(obj: Obj, reason: str = "") -> Write:
+    meta = obj["metadata"]
+    return Write(
+        "create", obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"], obj, None, reason
+    )
+
+
+def delete_of(obj: Obj, reason: str = "") -> Write:
+    meta = obj["metadata"]
+    return Write(
+        "delete",
+        obj["apiVersion"],
+        obj["kind"],
+        meta["namespace"],
+        meta["name"],
+        None,
+        meta.get("uid"),
+        reason,
+    )
+
+
+def _key(obj: Obj) -> tuple[str, str, str]:
+    return (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a style read: the workload, the objects that belong to it, its live pods.
+
+    ``objects``: ReplicaSets, the ``<name>-canary`` Deployment, ...; ``owner``: the rollout's
+    owner reference, set on the objects a release creates.
+    """
+
+    workload: Obj
+    objects: tuple[Obj, ...] = ()
+    pods: tuple[Obj, ...] = ()
+    owner: Obj | None = field(default=None, compare=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.workload["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.workload["metadata"]["namespace"])
+
+    def of_kind(self, kind: str) -> list[Obj]:
+        return [o for o in self.objects if o["kind"] == kind]
+
+    def named(self, kind: str, name: str) -> Obj | None:
+        return next((o for o in self.of_kind(kind) if o["metadata"]["name"] == name), None)
+
+    def after(self, write: Write, result: Obj | None = None) -> Observed:
+        """The snapshot once ``write`` is applied: ``result`` is what the server answered
+        (``None``: simulate it, as the offline preview does)."""
+        if write.verb == "delete":
+            keep = [o for o in (self.workload, *self.objects, *self.pods) if _key(o) != write.key]
+            return replace(
+                self,
+                objects=tuple(o for o in self.objects if o in keep),
+                pods=tuple(p for p in self.pods if p in keep),
+            )
+        if result is None:
+            if write.verb == "create":
+                result = copy.deepcopy(write.body or {})
+            else:
+                current = self._find(write.key)
+                assert current is not None, f"patch of an object never read: {write.key}"
+                patch = copy.deepcopy(write.body or {})
+                patch.get("metadata", {}).pop("resourceVersion", None)
+                result = apply_merge_patch(current, patch)
+        assert result is not None
+        if _key(result) == _key(self.workload):
+            return replace(self, workload=result)
+        if result["kind"] == "Pod":
+            others = tuple(p for p in self.pods if _key(p) != _key(result))
+            return replace(self, pods=(*others, result))
+        rest = [o for o in self.objects if _key(o) != _key(result)]
+        at = next((n for n, o in enumerate(self.objects) if _key(o) == _key(result)), len(rest))
+        rest.insert(at, result)
+        return replace(self, objects=tuple(rest))
+
+    def _find(self, key: tuple[str, str, str]) -> Obj | None:
+        return next((o for o in (self.workload, *self.objects, *self.pods) if _key(o) == key), None)
+
+
+Writes = tuple[Write, ...]

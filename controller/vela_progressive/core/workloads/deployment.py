@@ -1,0 +1,54 @@
+"""Deployment: the registry entry, the webhook's hold rule, and its two release styles
+(:mod:`.deployment_canary`, the default, and :mod:`.deployment_partition`)."""
+
+from __future__ import annotations
+
+from vela_progressive.core.model import ReleaseMode
+from vela_progressive.core.workloads.common import POD_TEMPLATE_HASH, Obj, pod_template_changed
+from vela_progressive.core.workloads.deployment_canary import CanaryDeployment
+from vela_progressive.core.workloads.deployment_partition import PartitionDeployment
+from vela_progressive.core.workloads.style import RbacRule, WorkloadKind
+
+
+def hold_rule(old: Obj | None, new: Obj) -> Obj | None:
+    """Webhook: a changed pod template is held by ``spec.paused``."""
+    if not pod_template_changed(old, new) or new.get("spec", {}).get("paused"):
+        return None
+    return {"spec": {"paused": True}}
+
+
+DEPLOYMENT = WorkloadKind(
+    api_version="apps/v1",
+    kind="Deployment",
+    plural="deployments",
+    styles={ReleaseMode.CANARY: CanaryDeployment(), ReleaseMode.BATCH: PartitionDeployment()},
+    default_style=ReleaseMode.CANARY,
+    revision_label=POD_TEMPLATE_HASH,
+    hold=hold_rule,
+    rbac=(
+        RbacRule(
+            ("apps",),
+            ("deployments",),
+            ("get", "list", "watch", "create", "patch", "delete"),
+            "Deployments: watched when held, held (spec.paused) and handed back at the end; the "
+            "extra <name>-canary Deployment of canary-style releases is created, kept equal to "
+            "the workload's template and deleted.",
+        ),
+        RbacRule(
+            ("apps",),
+            ("deployments/finalizers",),
+            ("update",),
+            "Partition-style releases create the new ReplicaSet with an owner reference "
+            "(blockOwnerDeletion) to its Deployment: needed where "
+            "OwnerReferencesPermissionEnforcement is on.",
+        ),
+        RbacRule(
+            ("apps",),
+            ("replicasets",),
+            ("get", "list", "create", "patch"),
+            "Partition-style releases scale the old and new ReplicaSets while the Deployment is "
+            "paused.",
+        ),
+        RbacRule(("",), ("pods",), ("get", "list"), "Ready pods per revision."),
+    ),
+)
