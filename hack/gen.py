@@ -139,6 +139,7 @@ def render_trait(schema: Json) -> str:
         strategy_block=strategy_block,
         resolved_routings=cue.resolved_routings("parameter.canary.trafficRoutings", depth=1),
         routing_objects=cue.routing_objects(),
+        canary_kinds=registry.kinds_with(model.ReleaseMode.CANARY),
         type_only_fields=capabilities.type_only_fields(),
         providers=providers,
         match_features=capabilities.MATCH_FEATURES,

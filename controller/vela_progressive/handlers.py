@@ -34,7 +34,7 @@ import kopf
 from kopf import cli as kopf_cli
 
 from vela_progressive.core.model import API_GROUP, API_VERSION, HOLD_LABEL, PLURAL
-from vela_progressive.core.workloads import hold_patch, registry
+from vela_progressive.core.workloads import APP_REVISION_LABEL, hold_patch, registry
 from vela_progressive.shell.certs import ensure_serving_cert
 from vela_progressive.shell.events import EventSink
 from vela_progressive.shell.kube import Kube, KubeError
@@ -186,11 +186,18 @@ def workload_changed(
 
 
 # A change of a governed workload of any registered kind, or of an object a release style made
-# for one (the <name>-canary Deployment), wakes its rollout.
+# for one (the <name>-canary Deployment), wakes its rollout. So does a KubeVela workload that
+# lost the hold label (the trait was removed): its rollout hands it back at once.
 for _kind in registry.REGISTRY:
     kopf.on.event(_kind.group, _kind.version, _kind.plural, labels={HOLD_LABEL: "true"})(
         workload_changed
     )
+    kopf.on.event(
+        _kind.group,
+        _kind.version,
+        _kind.plural,
+        labels={HOLD_LABEL: kopf.ABSENT, APP_REVISION_LABEL: kopf.PRESENT},
+    )(workload_changed)
 for _group, _version, _plural in registry.companions():
     kopf.on.event(_group, _version, _plural, labels={CANARY_OF_LABEL: kopf.PRESENT})(
         workload_changed

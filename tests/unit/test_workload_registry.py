@@ -7,7 +7,12 @@ import pytest
 
 from vela_progressive import handlers
 from vela_progressive.core.model import HOLD_LABEL, ReleaseMode, Step, Strategy
-from vela_progressive.core.workloads import SUPPORTED_KINDS, hold_patch, registry
+from vela_progressive.core.workloads import (
+    APP_REVISION_LABEL,
+    SUPPORTED_KINDS,
+    hold_patch,
+    registry,
+)
 from vela_progressive.shell.kube import KNOWN_KINDS
 from vela_progressive.shell.workloads import CANARY_OF_LABEL, adapter_for
 
@@ -57,9 +62,12 @@ def test_kopf_has_a_hold_webhook_and_a_watch_per_kind() -> None:
         for h in registered._watching.get_all_handlers()
         if h.fn is handlers.workload_changed
     }
+    released = (HOLD_LABEL, APP_REVISION_LABEL)  # a KubeVela workload whose trait was removed
     assert watches == {
         ("deployments", (HOLD_LABEL,)),
         ("statefulsets", (HOLD_LABEL,)),
+        ("deployments", released),
+        ("statefulsets", released),
         ("deployments", (CANARY_OF_LABEL,)),
     }
 

@@ -24,7 +24,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from vela_progressive.core.capabilities import Rule
+from vela_progressive.core.model import ReleaseMode
 from vela_progressive.core.validation.messages import Problem, problem
+from vela_progressive.core.workloads import registry
 
 #: Rules the trait's CUE checks too, keyed by id (see ``templates/cue/progressive-rollout.cue.j2``).
 RULES: dict[str, Rule] = {
@@ -161,7 +163,8 @@ def mode_problems(props: dict[str, Any], workload_kind: str | None) -> Iterator[
     """The release mode against the workload kind; traffic against the canary Service."""
     wt = props.get("workloadType")
     kind = wt["kind"] if wt else workload_kind
-    if props.get("releaseMode") == "canary" and kind is not None and kind != "Deployment":
+    canary_kinds = registry.kinds_with(ReleaseMode.CANARY)
+    if props.get("releaseMode") == "canary" and kind is not None and kind not in canary_kinds:
         yield problem(RULES["canary-mode-kind"], "releaseMode", kind=kind)
     canary = props["canary"]
     if canary.get("disableGenerateCanaryService"):

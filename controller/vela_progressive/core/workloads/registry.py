@@ -56,6 +56,15 @@ def default_style(kind: str) -> ReleaseMode:
     return entry.default_style if entry else ReleaseMode.BATCH
 
 
+def kinds_with(mode: ReleaseMode) -> tuple[str, ...]:
+    """The kinds that can be released in ``mode`` (validation and the trait's CUE read it).
+
+    >>> kinds_with(ReleaseMode.CANARY)
+    ('Deployment',)
+    """
+    return tuple(entry.kind for entry in REGISTRY if mode in entry.styles)
+
+
 def style_for(kind: str, mode: ReleaseMode) -> Style:
     """The compute of (kind, mode); :class:`ValueError` when the kind has no such style."""
     entry = _BY_KIND.get(kind)
