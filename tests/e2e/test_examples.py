@@ -32,7 +32,7 @@ from tests.e2e.traffic import (
     ref,
     selected_images,
 )
-from vela_progressive.core.status import Phase, StepState
+from vela_progressive.core.status import Ending, Phase, StepState
 
 pytestmark = [pytest.mark.e2e]
 
@@ -287,7 +287,11 @@ async def test_06_abort_at_step_2_then_rollback_returns_fast(release_of: Release
     status = await rel.wait_phase(Phase.HEALTHY, within=60)
     took = time.monotonic() - started
     after_abort = timeline(status)[aborted_at:]
-    assert after_abort == [(2, StepState.COMPLETED, "rolled back to the stable revision")]
+    # No step ran again: the rollback's ending (routes, pods, Services), then done.
+    assert after_abort == [
+        (2, Ending.ROLLING_BACK, "rolling back to the stable revision"),
+        (2, StepState.COMPLETED, "rolled back to the stable revision"),
+    ]
     assert took < 30, f"the rollback took {took:.0f}s"
     watched = rel.watch(timeout=60)
     assert watched.returncode == 0, watched.stdout + watched.stderr
