@@ -121,6 +121,14 @@ ROWS = [
         requeue=d.IDLE,
     ),
     Row(
+        "steps that shrink at the workload's size fail as an invalid spec, acting on nothing",
+        RolloutStatus(phase=Phase.HEALTHY, stable_revision="v1"),
+        d.Observation(view()),
+        rollout=rollout(strategy(Step(replicas=6), Step(replicas="50%"), routed=False)),
+        phase=Phase.FAILED,
+        requeue=d.IDLE,
+    ),
+    Row(
         "a missing workload waits",
         RolloutStatus(),
         d.Observation(None, missing="StatefulSet ns/web not found"),
@@ -415,7 +423,9 @@ ROWS = [
 @pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
 def test_transition(row: Row) -> None:
     decision = d.decide(row.status, row.rollout, row.obs, row.ops, row.now)
-    if row.actions or row.name.startswith(("an invalid", "a missing", "an unsettled", "a route")):
+    if row.actions or row.name.startswith(
+        ("an invalid", "steps that", "a missing", "an unsettled", "a route")
+    ):
         assert tuple(kinds(decision)) == row.actions
     new = decision.status
     for attr, want in (

@@ -39,6 +39,7 @@ from vela_progressive.core.planner import describe_step, failure_threshold_pods,
 from vela_progressive.core.planner import plan as make_plan
 from vela_progressive.core.release import Operations, deadline_passed, wait_remaining
 from vela_progressive.core.status import Ending, Phase, RolloutStatus, Stage, StepState
+from vela_progressive.core.validation import InvalidSpec
 from vela_progressive.core.workloads import WorkloadView
 
 Obj = dict[str, Any]
@@ -246,17 +247,7 @@ def decide(
     s = status.copy()
     s.observed_generation = rollout.generation
     if rollout.strategy is None:
-        message = rollout.spec_error or "invalid spec"
-        actions: tuple[Action, ...] = ()
-        if s.phase is not Phase.FAILED or s.message != f"invalid spec: {message}":
-            actions = (PostEvent("Warning", "InvalidSpec", message),)
-        s.phase, s.message, s.observed_revision = (
-            Phase.FAILED,
-            f"invalid spec: {message}",
-            (rollout.revision),
-        )
-        s.set_condition("InvalidSpec", True, "InvalidSpec", message, now)
-        return Decision(s, actions, IDLE)
+        return _invalid(s, rollout, rollout.spec_error or "invalid spec", now)
     s.set_condition("InvalidSpec", False, "Valid", "the strategy is valid", now)
     strategy = rollout.strategy
     view = obs.workload
@@ -273,7 +264,10 @@ def decide(
         if not (s.canary_revision or view.held or s.ending is Ending.RELEASING):
             s.message = "the workload no longer carries the hold label: nothing to release"
             return Decision(s, (), WAITING)
-        steps = plan_for(strategy, rollout.kind, view.replicas).steps
+        try:
+            steps = plan_for(strategy, rollout.kind, view.replicas).steps
+        except InvalidSpec:
+            steps = ()  # handing back needs no plan
         p = _Pass(s, rollout, strategy, view, obs, ops, now, steps)
         if s.ending is not Ending.RELEASING:
             _begin_ending(p, Ending.RELEASING, "the trait was removed: handing the workload back")
@@ -283,7 +277,10 @@ def decide(
         # workload yet. Judging the old workload now would report the new revision done.
         s.message = f"waiting for KubeVela to apply revision {rollout.revision}"
         return Decision(s, (), ACTIVE)
-    release_plan = plan_for(strategy, rollout.kind, view.replicas)
+    try:
+        release_plan = plan_for(strategy, rollout.kind, view.replicas)
+    except InvalidSpec as exc:  # e.g. steps that shrink at this workload size
+        return _invalid(s, rollout, str(exc.under("spec.strategy")), now)
     s.plan = _plan_status(release_plan)
     s.total_steps = len(release_plan.steps)
     s.observed_revision = rollout.revision
@@ -291,6 +288,17 @@ def decide(
     if not s.canary_revision:
         return _no_release(p)
     return _in_flight(p)
+
+
+def _invalid(s: RolloutStatus, rollout: Rollout, message: str, now: datetime) -> Decision:
+    """An invalid spec: say which field and how to fix it, and touch nothing."""
+    actions: tuple[Action, ...] = ()
+    text = f"invalid spec: {message}"
+    if s.phase is not Phase.FAILED or s.message != text:
+        actions = (PostEvent("Warning", "InvalidSpec", message),)
+    s.phase, s.message, s.observed_revision = Phase.FAILED, text, rollout.revision
+    s.set_condition("InvalidSpec", True, "InvalidSpec", message, now)
+    return Decision(s, actions, IDLE)
 
 
 def _no_release(p: _Pass) -> Decision:
