@@ -112,7 +112,14 @@ def test_the_schema_is_structural() -> None:
             assert "type" not in node, where
         else:
             assert "anyOf" not in node, where
-            assert node.get("type") in {"object", "array", "string", "integer", "boolean"}, where
+            assert node.get("type") in {
+                "object",
+                "array",
+                "string",
+                "integer",
+                "number",
+                "boolean",
+            }, where
         if node.get("type") == "array":
             assert "items" in node, where
 

@@ -38,6 +38,7 @@ def _walk_properties(schema: dict[str, Any]) -> list[str]:
     for def_name, node in schema["definitions"].items():
         if trait_schema.is_struct(node):
             found.extend(f"{def_name}.{k}" for k in node["properties"])
+            nested(node, def_name)
     return found
 
 
@@ -144,10 +145,16 @@ def test_value_bounds_are_on_the_parameter_and_size_limits_on_the_strategy() -> 
     assert "steps: [...#Step]" in block
     assert "list." not in block
     assert "struct." not in block
+    metrics = (
+        "metrics?: list.MinItems(1) & list.MaxItems(10) & [...{interval?: >=1 & <=3600, count?: "
+        ">=1 & <=100, failureLimit?: >=0, inconclusiveLimit?: >=0, minSamples?: >=0}]"
+    )
     assert limits == (
         "{progressDeadlineSeconds?: >=1, canary?: {steps?: list.MinItems(1) & list.MaxItems(50)"
-        " & [...{matches?: [...struct.MinFields(1)]}], trafficRoutings?: [...{gracePeriodSeconds?:"
-        " >=0}]}}"
+        " & [...{matches?: [...struct.MinFields(1)], analysis?: {" + metrics + "}}], "
+        "trafficRoutings?: [...{gracePeriodSeconds?: >=0}], analysis?: {startingStep?: >=1, "
+        + metrics
+        + "}}}"
     )
     assert "weight?: int & >=0 & <=100" in block
     assert 'value: string & =~"^/"' in block

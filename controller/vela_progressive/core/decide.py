@@ -28,17 +28,32 @@ pod of the revision being aborted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from vela_progressive.core.analysis.judge import Result, Verdict, judge
+from vela_progressive.core.analysis.queries import Query, Targets, queries_for
+from vela_progressive.core.analysis.spec import Metric
 from vela_progressive.core.diagnosis import classify
 from vela_progressive.core.model import Plan, PlannedStep, ReleaseMode, Strategy, WaitKind
 from vela_progressive.core.planner import describe_step, failure_threshold_pods, plan_to_status
 from vela_progressive.core.planner import plan as make_plan
 from vela_progressive.core.release import Operations, deadline_passed, wait_remaining
-from vela_progressive.core.status import Ending, Phase, RolloutStatus, Stage, StepState
+from vela_progressive.core.rendering import RenderError
+from vela_progressive.core.status import (
+    MEASUREMENTS_LIMIT,
+    Ending,
+    Gate,
+    Measurement,
+    MetricRun,
+    Phase,
+    RolloutStatus,
+    Stage,
+    StepState,
+)
 from vela_progressive.core.validation import InvalidSpec
 from vela_progressive.core.workloads import WorkloadView
 
@@ -157,6 +172,27 @@ class Observation:
     #: Why some step's route could not be applied to the routing objects as they are (read
     #: and rendered without writing, before the first pod moves); ``None``: fine or not checked.
     traffic_problem: str | None = None
+    #: The measurements that were due (:func:`due_measurements`), by (gate, metric name).
+    measurements: Mapping[tuple[Gate, str], Taken] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What Prometheus answered for one measurement: a result per query role, and the canary
+    query (for messages)."""
+
+    results: Mapping[str, Result]
+    query: str = ""
+
+
+@dataclass(frozen=True)
+class Due:
+    """A measurement due now: the queries to send (or why they could not be written)."""
+
+    gate: Gate
+    metric: Metric
+    queries: tuple[Query, ...]
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +238,35 @@ def needs_traffic_check(status: RolloutStatus, rollout: Rollout) -> bool:
         and status.step_state is StepState.UPGRADING
         and status.traffic_step == 0
     )
+
+
+def metric_of(strategy: Strategy, run: MetricRun) -> Metric | None:
+    """The declared metric a run measures (``None`` when the spec no longer declares it)."""
+    if run.gate is Gate.STEP:
+        if not 1 <= run.step <= len(strategy.steps):
+            return None
+        metrics = strategy.steps[run.step - 1].analysis
+    else:
+        metrics = strategy.analysis.metrics if strategy.analysis else ()
+    return next((m for m in metrics if m.name == run.name), None)
+
+
+def due_measurements(
+    status: RolloutStatus, rollout: Rollout, targets: Targets, now: datetime
+) -> tuple[Due, ...]:
+    """The measurements :func:`decide` will judge now (the shell sends their queries)."""
+    if rollout.strategy is None or status.ending is not None:
+        return ()
+    out = []
+    for run in status.analysis:
+        metric = metric_of(rollout.strategy, run)
+        if metric is None or run.next_at is None or run.next_at > now:
+            continue
+        try:
+            out.append(Due(run.gate, metric, queries_for(metric, targets)))
+        except RenderError as exc:
+            out.append(Due(run.gate, metric, (), f"the query does not render: {exc}"))
+    return tuple(out)
 
 
 def stable_hint(status: RolloutStatus) -> str | None:
@@ -376,6 +441,7 @@ def _start(p: _Pass, stable: str | None, message: str) -> None:
     s.ending, s.ending_stage, s.stage_started_at = None, None, None
     s.failure_reason = None
     s.retries = 0
+    s.analysis = ()
     s.message = message
     s.set_condition("Progressing", True, "InRolling", message, now)
     s.set_condition("Succeeded", False, "InRolling", message, now)
@@ -412,6 +478,10 @@ def _step(p: _Pass) -> Decision:
     index = min(max(s.current_step, 1), total)
     step = p.steps[index - 1]
     state = s.step_state or StepState.UPGRADING
+    if s.analysis:
+        judged = _measure(p, index, total)
+        if judged is not None:
+            return judged
     expected_old = _expected_old(p, step)
     if state is not StepState.UPGRADING and (
         view.new_pods != step.new_pods or view.old_pods != expected_old
@@ -465,17 +535,24 @@ def _step(p: _Pass) -> Decision:
         s.message = describe_step(step, total, f"traffic settling ({left:.0f}s)")
         return p.done(left)
     if step.wait.kind is WaitKind.APPROVAL and p.ops.approved_step != index:
+        _start_background(p, index)
         s.step_state = StepState.APPROVAL
         s.message = (
             f"{describe_step(step, total, 'waiting for approval')} ({p.rollout.command('approve')})"
         )
         s.record(index, StepState.APPROVAL, "waiting for approval", now)
         return p.done(WAITING)
+    _start_background(p, index)
     left = wait_remaining(step, s.waiting_since, now)
     if left > 0:
         s.step_state = StepState.WAITING
         s.message = describe_step(step, total, f"waiting {int(left)}s")
         return p.done(min(left, WAITING))
+    gate = strategy.steps[index - 1].analysis
+    if gate:
+        waiting = _gate(p, index, step, gate)
+        if waiting is not None:
+            return waiting
     if index >= total:
         _begin_ending(p, Ending.COMPLETING, "all steps done")
         return _ending(p)
@@ -485,6 +562,121 @@ def _step(p: _Pass) -> Decision:
     s.record(index + 1, StepState.UPGRADING, "step started", now)
     p.event("Normal", "StepStarted", f"step {index + 1}/{total}")
     return p.done(NOW)
+
+
+# ---------------------------------------------------------------------------------- analysis
+def _start_background(p: _Pass, index: int) -> None:
+    """``canary.analysis`` starts measuring once step ``startingStep`` has its pods and traffic."""
+    background = p.strategy.analysis
+    s = p.s
+    if background is None or index < background.starting_step:
+        return
+    if any(r.gate is Gate.BACKGROUND for r in s.analysis):
+        return
+    runs = tuple(
+        MetricRun(m.name, Gate.BACKGROUND, index, next_at=p.now + timedelta(seconds=m.interval))
+        for m in background.metrics
+    )
+    s.analysis = (*s.analysis, *runs)
+    s.record(index, "Analysis", "background analysis started", p.now)
+
+
+def _gate(p: _Pass, index: int, step: PlannedStep, gate: tuple[Metric, ...]) -> Decision | None:
+    """The step's analysis: ``None`` once every metric passed ``count`` times."""
+    s, now, total = p.s, p.now, len(p.steps)
+    runs = [r for r in s.analysis if r.gate is Gate.STEP and r.step == index]
+    if s.step_state is not StepState.ANALYSIS or len(runs) != len(gate):
+        others = tuple(r for r in s.analysis if not (r.gate is Gate.STEP and r.step == index))
+        runs = [
+            MetricRun(m.name, Gate.STEP, index, next_at=now + timedelta(seconds=m.interval))
+            for m in gate
+        ]
+        s.analysis = (*others, *runs)
+        s.step_state = StepState.ANALYSIS
+        s.record(index, StepState.ANALYSIS, "analysis started", now)
+    progress = []
+    done = True
+    for run, metric in zip(runs, gate, strict=True):
+        progress.append(f"{metric.name} {run.passed}/{metric.count}")
+        done = done and run.passed >= metric.count
+    if done:
+        s.analysis = tuple(r for r in s.analysis if not (r.gate is Gate.STEP and r.step == index))
+        s.record(index, StepState.ANALYSIS, "analysis passed", now)
+        return None
+    s.message = describe_step(step, total, f"analyzing ({', '.join(progress)} passed)")
+    return p.done(_next_due(s, now))
+
+
+def _next_due(s: RolloutStatus, now: datetime) -> float:
+    due = [r.next_at for r in s.analysis if r.next_at is not None]
+    if not due:
+        return ACTIVE
+    return max(min((d - now).total_seconds() for d in due), ACTIVE)
+
+
+def _measure(p: _Pass, index: int, total: int) -> Decision | None:
+    """Judge the measurements taken this pass; a failure or an inconclusive analysis decides."""
+    s, now = p.s, p.now
+    runs = list(s.analysis)
+    failed: tuple[Metric, str, str] | None = None
+    stuck: tuple[Metric, str] | None = None
+    for i, run in enumerate(runs):
+        metric = metric_of(p.strategy, run)
+        taken = p.obs.measurements.get((run.gate, run.name))
+        if metric is None:
+            continue
+        if taken is not None and run.next_at is not None and run.next_at <= now:
+            verdict = judge(metric, dict(taken.results))
+            counted = replace(
+                run,
+                passed=run.passed + (verdict.verdict is Verdict.PASSED),
+                failed=run.failed + (verdict.verdict is Verdict.FAILED),
+                no_data=run.no_data + (verdict.verdict is Verdict.NO_DATA),
+                errors=run.errors + 1 if verdict.verdict is Verdict.ERROR else 0,
+                next_at=now + timedelta(seconds=metric.interval),
+            )
+            runs[i] = counted
+            s.measurements = (
+                *s.measurements,
+                Measurement(
+                    metric=metric.name,
+                    step=index,
+                    at=now,
+                    verdict=verdict.verdict.value,
+                    value=verdict.value,
+                    stable=verdict.stable,
+                    threshold=metric.threshold_text(),
+                    message=verdict.message,
+                ),
+            )[-MEASUREMENTS_LIMIT:]
+            if verdict.verdict is Verdict.FAILED and counted.failed > metric.failure_limit:
+                failed = failed or (metric, verdict.message, taken.query)
+            if verdict.verdict is Verdict.ERROR and counted.errors > metric.inconclusive_limit:
+                stuck = stuck or (metric, verdict.message)
+        elif run.errors > metric.inconclusive_limit:
+            stuck = stuck or (metric, "the last measurements could not be taken")
+    s.analysis = tuple(runs)
+    if failed is not None:
+        metric, why, query = failed
+        return _fail(
+            p,
+            "AnalysisFailed",
+            f"step {index}/{total}: metric {metric.name}: {why} ({metric.threshold_text()}); "
+            f"query: {query}",
+        )
+    if stuck is not None:
+        metric, why = stuck
+        message = (
+            f"step {index}/{total}: analysis inconclusive: metric {metric.name}: {why}; "
+            f"measuring again every {metric.interval}s, the release goes on when a measurement "
+            f"works; or {p.rollout.command('abort')}"
+        )
+        if s.phase is not Phase.PAUSED:
+            p.event("Warning", "AnalysisInconclusive", message)
+        s.phase, s.message = Phase.PAUSED, message
+        s.set_condition("Progressing", True, "AnalysisInconclusive", message, now)
+        return p.done(_next_due(s, now))
+    return None
 
 
 def _traffic_blocked(p: _Pass, problem: str) -> Decision:
@@ -525,6 +717,7 @@ def _retry(p: _Pass) -> Decision:
     """``kubectl progressive retry``: the failed step starts again (pods first)."""
     s, now = p.s, p.now
     s.retries += 1
+    s.analysis = ()  # measured afresh
     s.phase, s.failure_reason = Phase.PROGRESSING, None
     s.ending, s.ending_stage, s.stage_started_at = None, None, None
     s.step_state, s.step_started_at, s.waiting_since = StepState.UPGRADING, now, None
@@ -548,6 +741,7 @@ _STAGES: dict[Ending, tuple[Stage, ...]] = {
 def _begin_ending(p: _Pass, ending: Ending, message: str) -> None:
     s = p.s
     s.ending, s.ending_stage, s.stage_started_at = ending, None, None
+    s.analysis = ()  # nothing is measured while a release winds up
     if ending is Ending.COMPLETING:
         s.step_state = StepState.COMPLETED
         s.set_condition("Progressing", True, "Finalizing", message, p.now)
@@ -605,12 +799,19 @@ def _ending(p: _Pass) -> Decision:
         _enter(p, stages[stages.index(stage) + 1])
 
 
+def _failure(s: RolloutStatus) -> str:
+    """What failed, as the failure recorded it (the Progressing condition's message)."""
+    cond = s.condition("Progressing")
+    what = cond.message if cond is not None and cond.reason == s.failure_reason else ""
+    return f"failed ({s.failure_reason}): {what}" if what else f"failed ({s.failure_reason})"
+
+
 def _ending_message(p: _Pass, detail: str) -> str:
     ending = p.s.ending
     if ending is Ending.ABORTING:
         prefix = "aborting: traffic back on stable"
         if p.s.phase is Phase.FAILED and p.s.failure_reason:
-            prefix = f"failed ({p.s.failure_reason}), aborting: traffic back on stable"
+            prefix = f"{_failure(p.s)}; aborting: traffic back on stable"
         return f"{prefix}; {detail}"
     if ending is Ending.ROLLING_BACK:
         return f"rolling back to the stable revision; {detail}"
@@ -627,8 +828,8 @@ def _ended(p: _Pass, first: bool) -> Decision:
         s.current_weight = 0 if p.strategy.routings else None
         if s.phase is Phase.FAILED:
             s.message = (
-                f"failed ({s.failure_reason}): traffic and every pod back on the stable "
-                f"revision; release a fixed version, or {p.rollout.command('retry')}"
+                f"{_failure(s)}; traffic and every pod are back on the stable revision: release "
+                f"a fixed version, or {p.rollout.command('retry')}"
             )
         else:
             s.message = (

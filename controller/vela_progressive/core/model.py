@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from vela_progressive.core.analysis.spec import BackgroundAnalysis, Metric, step_metrics
+
 API_GROUP = "rollout.vela-progressive.io"
 API_VERSION = "v1alpha1"
 KIND = "ProgressiveRollout"
@@ -91,6 +93,8 @@ class Step:
     replicas: int | str | None = None
     duration: int | None = None
     matches: tuple[Match, ...] = ()
+    #: Metrics the step must pass (after its duration or approval) before the release goes on.
+    analysis: tuple[Metric, ...] = ()
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Step:
@@ -99,6 +103,7 @@ class Step:
             replicas=raw.get("replicas"),
             duration=raw.get("duration"),
             matches=tuple(Match.from_dict(m) for m in raw.get("matches", [])),
+            analysis=step_metrics(raw),
         )
 
 
@@ -157,6 +162,9 @@ class Strategy:
     #: What a failed step does: ``abort`` (traffic, then pods, back to stable) or ``pause``.
     on_failure: str = "abort"
 
+    #: Metrics measured in the background from a step on (``canary.analysis``).
+    analysis: BackgroundAnalysis | None = None
+
     @classmethod
     def from_properties(cls, props: dict[str, Any], component: str) -> Strategy:
         canary = props["canary"]
@@ -164,6 +172,9 @@ class Strategy:
         mode = props.get("releaseMode")
         return cls(
             steps=tuple(Step.from_dict(s) for s in canary["steps"]),
+            analysis=(
+                BackgroundAnalysis.from_dict(canary["analysis"]) if canary.get("analysis") else None
+            ),
             routings=tuple(
                 TrafficRouting.from_dict(r, component) for r in canary.get("trafficRoutings", [])
             ),

@@ -8,6 +8,7 @@ and the decision function works on a shallow copy, so a status is never changed 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
@@ -34,7 +35,17 @@ class StepState(StrEnum):
     TRAFFIC = "TrafficRouting"
     WAITING = "Waiting"
     APPROVAL = "WaitingApproval"
+    ANALYSIS = "Analyzing"
     COMPLETED = "Completed"
+
+
+class Gate(StrEnum):
+    """Which analysis a metric run belongs to."""
+
+    #: ``canary.steps[].analysis``: must pass before the step goes on.
+    STEP = "step"
+    #: ``canary.analysis``: measured in the background; a failure applies onFailure.
+    BACKGROUND = "background"
 
 
 class Ending(StrEnum):
@@ -131,6 +142,105 @@ class TimelineEntry:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class MetricRun:
+    """Progress of one metric of the analysis running now."""
+
+    name: str
+    gate: Gate
+    step: int
+    passed: int = 0
+    failed: int = 0
+    no_data: int = 0
+    #: Measurements in a row that could not be taken (Prometheus errors).
+    errors: int = 0
+    next_at: datetime | None = None
+
+    def to_dict(self) -> Obj:
+        return {
+            "name": self.name,
+            "gate": self.gate.value,
+            "step": self.step,
+            "passed": self.passed,
+            "failed": self.failed,
+            "noData": self.no_data,
+            "errors": self.errors,
+            "nextAt": iso(self.next_at) if self.next_at else None,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Obj, now: datetime) -> MetricRun:
+        return cls(
+            name=str(raw.get("name", "")),
+            gate=_enum(Gate, raw.get("gate")) or Gate.STEP,
+            step=_int(raw.get("step")),
+            passed=_int(raw.get("passed")),
+            failed=_int(raw.get("failed")),
+            no_data=_int(raw.get("noData")),
+            errors=_int(raw.get("errors")),
+            next_at=parse_iso(raw.get("nextAt")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One measurement of a metric, as ``kubectl progressive status`` shows it."""
+
+    metric: str
+    step: int
+    at: datetime
+    verdict: str
+    value: float | None
+    stable: float | None
+    threshold: str
+    message: str
+
+    def to_dict(self) -> Obj:
+        return {
+            "metric": self.metric,
+            "step": self.step,
+            "at": iso(self.at),
+            "verdict": self.verdict,
+            "value": _quantity(self.value),
+            "stable": _quantity(self.stable),
+            "threshold": self.threshold,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Obj, now: datetime) -> Measurement:
+        return cls(
+            metric=str(raw.get("metric", "")),
+            step=_int(raw.get("step")),
+            at=parse_iso(raw.get("at")) or now,
+            verdict=str(raw.get("verdict", "")),
+            value=_float(raw.get("value")),
+            stable=_float(raw.get("stable")),
+            threshold=str(raw.get("threshold", "")),
+            message=str(raw.get("message", "")),
+        )
+
+
+def _quantity(value: float | None) -> str | None:
+    """Measured values are written as strings (CRDs have no float that round-trips exactly)."""
+    return None if value is None else f"{value:.6g}"
+
+
+def _float(value: object) -> float | None:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+#: Measurements kept in the status (the newest).
+MEASUREMENTS_LIMIT = 20
+
+
 def _int(value: object, default: int = 0) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
@@ -172,11 +282,22 @@ _CAMEL = {
     "failureReason": "failure_reason",
     "retries": "retries",
     "plan": "plan",
+    "analysis": "analysis",
+    "measurements": "measurements",
     "conditions": "conditions",
     "timeline": "timeline",
 }
 #: Keys older controllers wrote; written as null so a merge patch removes them.
 _RETIRED = ("rollingBack", "trafficRestoredAt")
+
+
+_T = TypeVar("_T")
+
+
+def _items(raw: object, read: Callable[[Obj, datetime], _T], now: datetime) -> tuple[_T, ...]:
+    if not isinstance(raw, list):
+        return ()
+    return tuple(read(item, now) for item in raw if isinstance(item, dict))
 
 
 @dataclass(slots=True)
@@ -204,6 +325,10 @@ class RolloutStatus:
     failure_reason: str | None = None
     retries: int = 0
     plan: tuple[Obj, ...] = ()
+    #: The metrics being measured now (step gate and background).
+    analysis: tuple[MetricRun, ...] = ()
+    #: The last measurements (newest last).
+    measurements: tuple[Measurement, ...] = ()
     conditions: tuple[Condition, ...] = ()
     timeline: tuple[TimelineEntry, ...] = field(default_factory=tuple)
 
@@ -236,6 +361,8 @@ class RolloutStatus:
             failure_reason=_opt_str(raw.get("failureReason")),
             retries=_int(raw.get("retries")),
             plan=tuple(p for p in plan if isinstance(p, dict)) if isinstance(plan, list) else (),
+            analysis=_items(raw.get("analysis"), MetricRun.from_dict, now),
+            measurements=_items(raw.get("measurements"), Measurement.from_dict, now),
             conditions=tuple(
                 Condition.from_dict(c, now) for c in conditions or () if isinstance(c, dict)
             )
@@ -257,7 +384,7 @@ class RolloutStatus:
                 value = iso(value)
             elif attr == "plan":
                 value = [copy.copy(p) for p in value] if value else None
-            elif attr in ("conditions", "timeline"):
+            elif attr in ("conditions", "timeline", "analysis", "measurements"):
                 value = [v.to_dict() for v in value] if value else None
             elif isinstance(value, StrEnum):
                 value = value.value

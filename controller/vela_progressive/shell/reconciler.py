@@ -11,6 +11,7 @@ or a kill -9 resumes exactly where it was: no step is skipped or repeated.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -19,12 +20,16 @@ from datetime import datetime
 from typing import Any
 
 from vela_progressive.core import decide as act
+from vela_progressive.core.analysis.judge import Result
+from vela_progressive.core.analysis.targets import targets_for
 from vela_progressive.core.decide import (
     Action,
     Decision,
     Observation,
     Rollout,
+    Taken,
     decide,
+    due_measurements,
     needs_canary_endpoints,
     needs_traffic_check,
     plan_for,
@@ -34,11 +39,12 @@ from vela_progressive.core.decide import (
 )
 from vela_progressive.core.model import ReleaseMode, Strategy
 from vela_progressive.core.release import Operations
-from vela_progressive.core.status import RolloutStatus
+from vela_progressive.core.status import Gate, RolloutStatus
 from vela_progressive.core.validation import InvalidSpec, Problem, validate_properties
 from vela_progressive.core.workloads import SUPPORTED_KINDS, WorkloadView
 from vela_progressive.shell.events import EventSink
 from vela_progressive.shell.kube import Kube
+from vela_progressive.shell.prometheus import Prometheus
 from vela_progressive.shell.traffic.manager import TrafficError
 from vela_progressive.shell.traffic.port import RouteContext, TrafficPort
 from vela_progressive.shell.workloads import WorkloadAdapter, WorkloadMissing, adapter_for
@@ -110,6 +116,8 @@ class Reconciler:
     clock: Callable[[], datetime]
     #: Builds the workload adapter (injected so the shell can be tested with fakes).
     adapters: Callable[[Kube, str, str, str, ReleaseMode, Obj], WorkloadAdapter] = adapter_for
+    #: Where analysis queries go.
+    prometheus: Prometheus = field(default_factory=Prometheus)
     #: (uid, generation) -> validated strategy and kind, or the error: a spec is validated once
     #: per generation, not on every pass.
     _strategies: OrderedDict[tuple[str, int | None], tuple[Strategy | None, str, str | None]] = (
@@ -208,6 +216,7 @@ class Reconciler:
         ready = None
         if needs_canary_endpoints(status, rollout):
             ready = await self.traffic.canary_ready(rollout.strategy.routings, ctx)
+        measurements = await self._measurements(status, rollout, view, ctx)
         problem = None
         if needs_traffic_check(status, rollout):
             steps = plan_for(rollout.strategy, rollout.kind, view.replicas).steps
@@ -219,8 +228,44 @@ class Reconciler:
             new_revision_pods=pods,
             handed_back=handed_back,
             traffic_problem=problem,
+            measurements=measurements,
         )
         return obs, ctx
+
+    async def _measurements(
+        self, status: RolloutStatus, rollout: Rollout, view: WorkloadView, ctx: RouteContext
+    ) -> dict[tuple[Gate, str], Taken]:
+        """Send the queries of the measurements that are due, all at once."""
+        if not status.analysis or rollout.strategy is None:
+            return {}
+        try:
+            steps = plan_for(rollout.strategy, rollout.kind, view.replicas).steps
+        except InvalidSpec:
+            return {}
+        step = steps[min(max(status.current_step, 1), len(steps)) - 1]
+        targets = targets_for(
+            rollout.strategy,
+            view,
+            canary_selector=ctx.canary_selector,
+            stable_selector=ctx.stable_selector,
+            new_pods=step.new_pods,
+        )
+        dues = due_measurements(status, rollout, targets, self.clock())
+        taken: dict[tuple[Gate, str], Taken] = {}
+        for due in dues:
+            if due.error is not None:
+                taken[(due.gate, due.metric.name)] = Taken({"canary": Result(error=due.error)})
+                continue
+            answers = await asyncio.gather(
+                *(
+                    self.prometheus.query(q.promql, due.metric.prometheus_address)
+                    for q in due.queries
+                )
+            )
+            results = {q.role: a for q, a in zip(due.queries, answers, strict=True)}
+            canary = next((q.promql for q in due.queries if q.role == "canary"), "")
+            taken[(due.gate, due.metric.name)] = Taken(results, canary)
+        return taken
 
     async def _act(
         self,

@@ -9,6 +9,7 @@ from typing import Any
 from vela_progressive.core.capabilities import Provider, resolve_routing
 from vela_progressive.core.model import TrafficRouting
 from vela_progressive.core.trait_schema import apply_defaults
+from vela_progressive.core.validation.analysis import analysis_problems
 from vela_progressive.core.validation.messages import InvalidSpec, Problem, describe
 from vela_progressive.core.validation.providers import feature_problems, routing_problems
 from vela_progressive.core.validation.rules import mode_problems, step_problems
@@ -55,6 +56,7 @@ the previous step's 50; weights never decrease — raise it to at least 50
         else:
             good.append(item)
     problems.extend(feature_problems(full, good))
+    problems.extend(analysis_problems(full))
     if problems:
         raise InvalidSpec(problems, component)
     return full
