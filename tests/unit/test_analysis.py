@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from vela_progressive.cli import status as status_cli
 from vela_progressive.core import decide as d
 from vela_progressive.core.analysis.judge import Result, Verdict, judge
 from vela_progressive.core.analysis.queries import (
@@ -335,3 +336,17 @@ def test_the_analysis_status_round_trips() -> None:
     assert again.to_dict() == raw
     assert raw["measurements"][0]["value"] == "1"
     assert replace(again) == again
+
+
+def test_kubectl_progressive_status_shows_the_measurements_as_a_table() -> None:
+    rel = Release(props(ERRORS), lambda name, role: Result(1.02))
+    rel.tick()
+    rel.run(20)
+    cr = {
+        "metadata": {"name": "web", "namespace": "ns"},
+        "spec": {"workloadRef": {"kind": "StatefulSet", "name": "web"}, "revision": {"name": "v2"}},
+        "status": rel.status.to_dict(),
+    }
+    text = status_cli.render(cr, "shop")
+    assert "METRIC  STEP  VALUE  STABLE  THRESHOLD  VERDICT  TIME" in text
+    assert "errors  1     1.02   -       max 5      Passed" in text

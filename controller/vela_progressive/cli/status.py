@@ -85,9 +85,35 @@ def render(cr: Obj, app: str) -> str:
         "",
         table(["STEP", "PODS NEW/OLD", "TRAFFIC", "WAIT"], rows) if rows else "(no plan yet)",
         "",
+        *measurements(status),
         f"next: {next_command(cr, app)}",
     ]
     return "\n".join(lines)
+
+
+#: Measurements shown by ``status`` (the newest).
+SHOWN_MEASUREMENTS = 8
+
+
+def measurements(status: Obj) -> list[str]:
+    """The last measurements as a table (value, stable, threshold, verdict, time), then a blank."""
+    taken = status.get("measurements") or []
+    if not taken:
+        return []
+    rows = [
+        [
+            m.get("metric", "?"),
+            m.get("step", "?"),
+            m.get("value") or "-",
+            m.get("stable") or "-",
+            m.get("threshold", ""),
+            m.get("verdict", "?"),
+            str(m.get("at", ""))[11:19],
+        ]
+        for m in taken[-SHOWN_MEASUREMENTS:]
+    ]
+    header = ["METRIC", "STEP", "VALUE", "STABLE", "THRESHOLD", "VERDICT", "TIME"]
+    return [table(header, rows), ""]
 
 
 def _run(args: argparse.Namespace) -> int:
