@@ -350,3 +350,79 @@ def test_kubectl_progressive_status_shows_the_measurements_as_a_table() -> None:
     text = status_cli.render(cr, "shop")
     assert "METRIC  STEP  VALUE  STABLE  THRESHOLD  VERDICT  TIME" in text
     assert "errors  1     1.02   -       max 5      Passed" in text
+
+
+# ---------------------------------------------------------------------------------- webhooks
+def _hooked(kind: str) -> Any:
+    properties = props()
+    properties["canary"]["webhooks"] = [{"name": "check", "type": kind, "url": "http://gate"}]
+    return properties
+
+
+def _tick_with_hooks(rel: Release, ok: bool, seconds: float = 0) -> d.Decision:
+    rel.now += timedelta(seconds=seconds)
+    answers = {
+        hook.name: d.HookAnswer(ok, "HTTP 200" if ok else "HTTP 500: not today")
+        for hook, _ in d.due_webhooks(rel.status, rel.rollout, rel.now)
+    }
+    obs = d.Observation(VIEW, canary_ready=2, webhooks=answers)
+    decision = d.decide(rel.status, rel.rollout, obs, NO_OPS, rel.now)
+    rel.status = decision.status
+    rel.actions.extend(decision.actions)
+    return decision
+
+
+def test_a_rollout_webhook_answering_500_holds_its_step_and_200_lets_it_go() -> None:
+    rel = Release(_hooked("rollout"), lambda name, role: Result(1.0))
+    for _ in range(3):
+        _tick_with_hooks(rel, ok=False, seconds=10)
+    assert rel.status.current_step == 1
+    assert "waiting for the rollout webhook check (HTTP 500: not today)" in (
+        rel.status.message or ""
+    )
+    assert rel.status.measurements[-1].verdict == "Failed"
+    _tick_with_hooks(rel, ok=True, seconds=10)
+    _tick_with_hooks(rel, ok=True)
+    assert rel.status.current_step == 2
+
+
+def test_a_pre_rollout_webhook_holds_the_first_pod_until_it_answers_2xx() -> None:
+    rel = Release(_hooked("pre-rollout"), lambda name, role: Result(1.0))
+    rel.status = replace(
+        rel.status, step_state=StepState.UPGRADING, traffic_step=0, waiting_since=None
+    )
+    empty = replace(VIEW, new_pods=0, new_ready=0, old_pods=10)
+
+    def tick(ok: bool, seconds: float) -> d.Decision:
+        rel.now += timedelta(seconds=seconds)
+        due = d.due_webhooks(rel.status, rel.rollout, rel.now)
+        answers = {h.name: d.HookAnswer(ok, "HTTP 503") for h, _ in due}
+        obs = d.Observation(empty, webhooks=answers)
+        decision = d.decide(rel.status, rel.rollout, obs, NO_OPS, rel.now)
+        rel.status = decision.status
+        return decision
+
+    for _ in range(3):
+        decision = tick(False, 10)
+        assert not any(isinstance(a, d.ScaleTo) for a in decision.actions)
+    decision = tick(True, 10)
+    decision = tick(True, 0)
+    assert any(isinstance(a, d.ScaleTo) for a in decision.actions)
+
+
+def test_post_rollout_webhooks_are_told_when_the_release_completed() -> None:
+    rel = Release(_hooked("post-rollout"), lambda name, role: Result(1.0))
+    rel.status = replace(rel.status, current_step=2, traffic_step=2)
+    full = replace(VIEW, new_pods=10, new_ready=10, old_pods=0)
+    for seconds in (0, 6, 6, 1, 1):
+        rel.now += timedelta(seconds=seconds)
+        obs = d.Observation(full, canary_ready=10, handed_back=True)
+        decision = d.decide(rel.status, rel.rollout, obs, NO_OPS, rel.now)
+        rel.status = decision.status
+        rel.actions.extend(decision.actions)
+        if rel.status.phase is Phase.HEALTHY:
+            break
+    told = [a for a in rel.actions if isinstance(a, d.NotifyWebhook)]
+    assert rel.status.phase is Phase.HEALTHY
+    assert len(told) == 1
+    assert told[0].body["type"] == "post-rollout"

@@ -154,7 +154,7 @@ def test_value_bounds_are_on_the_parameter_and_size_limits_on_the_strategy() -> 
         " & [...{matches?: [...struct.MinFields(1)], analysis?: {" + metrics + "}}], "
         "trafficRoutings?: [...{gracePeriodSeconds?: >=0}], analysis?: {startingStep?: >=1, "
         + metrics
-        + "}}}"
+        + "}, webhooks?: list.MaxItems(20) & [...{timeoutSeconds?: >=1 & <=60}]}}"
     )
     assert "weight?: int & >=0 & <=100" in block
     assert 'value: string & =~"^/"' in block

@@ -36,7 +36,7 @@ from typing import Any
 
 from vela_progressive.core.analysis.judge import Result, Verdict, judge
 from vela_progressive.core.analysis.queries import Query, Targets, queries_for
-from vela_progressive.core.analysis.spec import Metric
+from vela_progressive.core.analysis.spec import Metric, Webhook
 from vela_progressive.core.diagnosis import classify
 from vela_progressive.core.model import Plan, PlannedStep, ReleaseMode, Strategy, WaitKind
 from vela_progressive.core.planner import describe_step, failure_threshold_pods, plan_to_status
@@ -117,6 +117,14 @@ class HandBack:
 
 
 @dataclass(frozen=True)
+class NotifyWebhook:
+    """POST the release's description to a post-rollout webhook (told, not asked)."""
+
+    hook: Webhook
+    body: Mapping[str, object]
+
+
+@dataclass(frozen=True)
 class PostEvent:
     type: str  # Normal | Warning
     reason: str
@@ -133,6 +141,7 @@ Action = (
     | RestoreServices
     | AbortPods
     | HandBack
+    | NotifyWebhook
     | PostEvent
 )
 
@@ -174,6 +183,16 @@ class Observation:
     traffic_problem: str | None = None
     #: The measurements that were due (:func:`due_measurements`), by (gate, metric name).
     measurements: Mapping[tuple[Gate, str], Taken] = field(default_factory=dict)
+    #: The answers of the webhooks that were due (:func:`due_webhooks`), by name.
+    webhooks: Mapping[str, HookAnswer] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HookAnswer:
+    """A webhook's answer: 2xx (``ok``) or not, and what it said (or why there was none)."""
+
+    ok: bool
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -242,6 +261,8 @@ def needs_traffic_check(status: RolloutStatus, rollout: Rollout) -> bool:
 
 def metric_of(strategy: Strategy, run: MetricRun) -> Metric | None:
     """The declared metric a run measures (``None`` when the spec no longer declares it)."""
+    if run.gate is Gate.WEBHOOK:
+        return None
     if run.gate is Gate.STEP:
         if not 1 <= run.step <= len(strategy.steps):
             return None
@@ -267,6 +288,44 @@ def due_measurements(
         except RenderError as exc:
             out.append(Due(run.gate, metric, (), f"the query does not render: {exc}"))
     return tuple(out)
+
+
+#: Seconds between calls of a webhook gate that did not pass.
+WEBHOOK_RETRY = 10
+
+
+def due_webhooks(
+    status: RolloutStatus, rollout: Rollout, now: datetime
+) -> tuple[tuple[Webhook, dict[str, object]], ...]:
+    """The webhook gates to call now, with the JSON body to POST."""
+    if rollout.strategy is None:
+        return ()
+    hooks = {h.name: h for h in rollout.strategy.webhooks}
+    out = []
+    for run in status.analysis:
+        hook = hooks.get(run.name)
+        if run.gate is not Gate.WEBHOOK or hook is None or run.passed:
+            continue
+        if run.next_at is None or run.next_at <= now:
+            out.append((hook, webhook_body(status, rollout, hook)))
+    return tuple(out)
+
+
+def webhook_body(status: RolloutStatus, rollout: Rollout, hook: Webhook) -> dict[str, object]:
+    """What a webhook is told about the release."""
+    return {
+        "name": rollout.name,
+        "namespace": rollout.namespace,
+        "application": rollout.application,
+        "revision": rollout.revision,
+        "webhook": hook.name,
+        "type": hook.type,
+        "phase": str(status.phase or ""),
+        "step": status.current_step,
+        "totalSteps": status.total_steps,
+        "canaryRevision": status.canary_revision or "",
+        "stableRevision": status.stable_revision or "",
+    }
 
 
 def stable_hint(status: RolloutStatus) -> str | None:
@@ -500,6 +559,10 @@ def _step(p: _Pass) -> Decision:
         )
         if not done and p.obs.traffic_problem and index == 1 and not s.traffic_step:
             return _traffic_blocked(p, p.obs.traffic_problem)
+        if not done and index == 1 and not s.traffic_step and view.new_pods == 0:
+            held = _hook_gate(p, 0, "pre-rollout")
+            if held is not None:
+                return held
         if not done:
             if deadline_passed(s.step_started_at, strategy.progress_deadline_seconds, now):
                 reason, why = classify(list(p.obs.new_revision_pods))
@@ -553,10 +616,16 @@ def _step(p: _Pass) -> Decision:
         waiting = _gate(p, index, step, gate)
         if waiting is not None:
             return waiting
+    held = _hook_gate(p, index, "rollout")
+    if held is None and index >= total:
+        held = _hook_gate(p, index, "confirm-promotion")
+    if held is not None:
+        return held
     if index >= total:
         _begin_ending(p, Ending.COMPLETING, "all steps done")
         return _ending(p)
     s.current_step = index + 1
+    s.analysis = tuple(r for r in s.analysis if r.gate is Gate.BACKGROUND)  # gates passed
     s.step_state = StepState.UPGRADING
     s.step_started_at, s.waiting_since = now, None
     s.record(index + 1, StepState.UPGRADING, "step started", now)
@@ -605,6 +674,60 @@ def _gate(p: _Pass, index: int, step: PlannedStep, gate: tuple[Metric, ...]) -> 
         return None
     s.message = describe_step(step, total, f"analyzing ({', '.join(progress)} passed)")
     return p.done(_next_due(s, now))
+
+
+def _hook_gate(p: _Pass, step: int, kind: str) -> Decision | None:
+    """Webhooks of ``kind`` for ``step``: ``None`` once every one answered 2xx; a non-2xx
+    answer or a timeout holds the gate (asked again every ``WEBHOOK_RETRY`` seconds)."""
+    hooks = [h for h in p.strategy.webhooks if h.type == kind]
+    if not hooks:
+        return None
+    s, now = p.s, p.now
+    mine = {r.name: r for r in s.analysis if r.gate is Gate.WEBHOOK and r.step == step}
+    runs = []
+    waiting: list[str] = []
+    for hook in hooks:
+        run = mine.get(hook.name) or MetricRun(hook.name, Gate.WEBHOOK, step, next_at=now)
+        answer = p.obs.webhooks.get(hook.name)
+        if answer is not None and not run.passed and (run.next_at is None or run.next_at <= now):
+            run = replace(
+                run,
+                passed=int(answer.ok),
+                failed=run.failed + (not answer.ok),
+                next_at=None if answer.ok else now + timedelta(seconds=WEBHOOK_RETRY),
+            )
+            s.measurements = (
+                *s.measurements,
+                Measurement(
+                    metric=f"webhook/{hook.name}",
+                    step=step,
+                    at=now,
+                    verdict=(Verdict.PASSED if answer.ok else Verdict.FAILED).value,
+                    value=None,
+                    stable=None,
+                    threshold="2xx",
+                    message=answer.detail,
+                ),
+            )[-MEASUREMENTS_LIMIT:]
+            if not answer.ok:
+                p.event("Warning", "WebhookRefused", f"{kind} webhook {hook.name}: {answer.detail}")
+        runs.append(run)
+        if not run.passed:
+            detail = next(
+                (m.message for m in reversed(s.measurements) if m.metric == f"webhook/{hook.name}"),
+                "",
+            )
+            waiting.append(f"{hook.name} ({detail})" if detail and run.failed else hook.name)
+    others = tuple(r for r in s.analysis if not (r.gate is Gate.WEBHOOK and r.step == step))
+    s.analysis = (*others, *runs)
+    if not waiting:
+        return None
+    s.message = f"step {p.s.current_step}/{len(p.steps)}: waiting for the {kind} webhook " + (
+        ", ".join(waiting)
+    )
+    due = [r.next_at for r in runs if not r.passed and r.next_at is not None]
+    soonest = min(((d - now).total_seconds() for d in due), default=0.0)
+    return p.done(max(soonest, 0.0) if soonest > 0 else NOW)
 
 
 def _next_due(s: RolloutStatus, now: datetime) -> float:
@@ -848,6 +971,10 @@ def _ended(p: _Pass, first: bool) -> Decision:
         Ending.RELEASING: "the trait was removed: workload handed back to its controller",
     }
     message = messages[s.ending]
+    if s.ending is Ending.COMPLETING:
+        for hook in p.strategy.webhooks:
+            if hook.type == "post-rollout":
+                p.act(NotifyWebhook(hook, webhook_body(s, p.rollout, hook)))
     s.record(s.current_step, StepState.COMPLETED, message, now)
     p.event("Normal", "Completed" if s.ending is Ending.COMPLETING else "Released", message)
     _healthy(p, message)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from vela_progressive.core.analysis.spec import BackgroundAnalysis, Metric, step_metrics
+from vela_progressive.core.analysis.spec import BackgroundAnalysis, Metric, Webhook, step_metrics
 
 API_GROUP = "rollout.vela-progressive.io"
 API_VERSION = "v1alpha1"
@@ -164,6 +164,8 @@ class Strategy:
 
     #: Metrics measured in the background from a step on (``canary.analysis``).
     analysis: BackgroundAnalysis | None = None
+    #: HTTP gates and notifications (``canary.webhooks``).
+    webhooks: tuple[Webhook, ...] = ()
 
     @classmethod
     def from_properties(cls, props: dict[str, Any], component: str) -> Strategy:
@@ -175,6 +177,7 @@ class Strategy:
             analysis=(
                 BackgroundAnalysis.from_dict(canary["analysis"]) if canary.get("analysis") else None
             ),
+            webhooks=tuple(Webhook.from_dict(w) for w in canary.get("webhooks", [])),
             routings=tuple(
                 TrafficRouting.from_dict(r, component) for r in canary.get("trafficRoutings", [])
             ),

@@ -46,6 +46,8 @@ class Gate(StrEnum):
     STEP = "step"
     #: ``canary.analysis``: measured in the background; a failure applies onFailure.
     BACKGROUND = "background"
+    #: ``canary.webhooks``: an HTTP gate; ``passed`` is 1 once it answered 2xx.
+    WEBHOOK = "webhook"
 
 
 class Ending(StrEnum):

@@ -30,6 +30,7 @@ from vela_progressive.core.decide import (
     Taken,
     decide,
     due_measurements,
+    due_webhooks,
     needs_canary_endpoints,
     needs_traffic_check,
     plan_for,
@@ -42,6 +43,7 @@ from vela_progressive.core.release import Operations
 from vela_progressive.core.status import Gate, RolloutStatus
 from vela_progressive.core.validation import InvalidSpec, Problem, validate_properties
 from vela_progressive.core.workloads import SUPPORTED_KINDS, WorkloadView
+from vela_progressive.shell import webhooks
 from vela_progressive.shell.events import EventSink
 from vela_progressive.shell.kube import Kube
 from vela_progressive.shell.prometheus import Prometheus
@@ -217,6 +219,8 @@ class Reconciler:
         if needs_canary_endpoints(status, rollout):
             ready = await self.traffic.canary_ready(rollout.strategy.routings, ctx)
         measurements = await self._measurements(status, rollout, view, ctx)
+        hooks = due_webhooks(status, rollout, self.clock())
+        answers = await asyncio.gather(*(webhooks.call(hook, body) for hook, body in hooks))
         problem = None
         if needs_traffic_check(status, rollout):
             steps = plan_for(rollout.strategy, rollout.kind, view.replicas).steps
@@ -229,6 +233,7 @@ class Reconciler:
             handed_back=handed_back,
             traffic_problem=problem,
             measurements=measurements,
+            webhooks={hook.name: a for (hook, _), a in zip(hooks, answers, strict=True)},
         )
         return obs, ctx
 
@@ -305,6 +310,12 @@ class Reconciler:
                     await adapter.abort(view)
                 case act.HandBack():
                     handed_back = await adapter.finalize(view)
+                case act.NotifyWebhook(hook=hook, body=body):
+                    answer = await webhooks.call(hook, body)
+                    kind = "Normal" if answer.ok else "Warning"
+                    await self.events.post(
+                        cr, kind, "WebhookNotified", f"{hook.type} {hook.name}: {answer.detail}"
+                    )
         return handed_back
 
     async def _post(self, cr: Obj, actions: tuple[Action, ...]) -> None:

@@ -112,3 +112,26 @@ def step_metrics(raw_step: dict[str, Any]) -> tuple[Metric, ...]:
     """The metrics a step's ``analysis`` gate measures."""
     analysis = raw_step.get("analysis") or {}
     return tuple(Metric.from_dict(m) for m in analysis.get("metrics", []))
+
+
+#: When a webhook is called.
+WEBHOOK_TYPES = ("pre-rollout", "rollout", "confirm-promotion", "post-rollout")
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """``canary.webhooks[]``: an HTTP gate (or, for post-rollout, a notification)."""
+
+    name: str
+    type: str
+    url: str
+    timeout_seconds: int = 10
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Webhook:
+        return cls(
+            name=raw["name"],
+            type=raw["type"],
+            url=raw["url"],
+            timeout_seconds=raw.get("timeoutSeconds", 10),
+        )
