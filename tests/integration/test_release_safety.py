@@ -332,9 +332,14 @@ async def test_removing_the_trait_mid_release_hands_the_workload_back_within_sec
         k.startswith("rollout.vela-progressive.io") for k in obj["metadata"].get("annotations", {})
     )
     assert await canary_weight(kube, namespace) == 0
-    assert await kube.get("v1", "Service", "web-canary", namespace) is None
-    status = (await rel.cr())["status"]
-    assert status["phase"] == "Healthy", status
+
+    async def services_restored() -> Obj | None:
+        status = (await rel.cr())["status"]
+        gone = await kube.get("v1", "Service", "web-canary", namespace) is None
+        return status if gone and status.get("phase") == "Healthy" else None
+
+    status = await eventually(services_restored, 20, "the Services restored, the rollout Healthy")
+    assert "the trait was removed" in status["message"]
 
 
 async def test_a_release_whose_routes_cannot_be_applied_moves_no_pod(
