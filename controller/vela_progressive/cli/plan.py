@@ -411,13 +411,26 @@ def render_table(p: Preview) -> str:
             s.new_pods,
             s.canary_replicas if canary else s.partition,
             describe_traffic(s),
-            s.wait.describe(),
+            _gates(p, s.index, s.wait.describe()),
         ]
         for s in steps
     ]
     lines.append(table(header, rows))
+    if p.strategy.analysis is not None:
+        names = ", ".join(m.name for m in p.strategy.analysis.metrics)
+        lines.append(f"From step {p.strategy.analysis.starting_step} on, measured: {names}.")
     lines.append(_finale(p))
     return "\n".join(lines)
+
+
+def _gates(p: Preview, index: int, wait: str) -> str:
+    """The step's wait, then its analysis and webhook gates (``approval, then errors``)."""
+    gates = [m.name for m in p.strategy.steps[index - 1].analysis]
+    gates += [f"webhook {h.name}" for h in p.strategy.webhooks if h.type == "rollout"]
+    if not gates:
+        return wait
+    then = ", ".join(gates)
+    return then if wait == "-" else f"{wait}, then {then}"
 
 
 def _finale(p: Preview) -> str:
