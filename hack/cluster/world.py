@@ -4,15 +4,17 @@
     world.py up     [--name NAME]       start (or reuse) a cluster; prints export KUBECONFIG=...
     world.py down   [--name NAME|--all] stop every process it started, remove its state
     world.py status [--name NAME]       what runs: pids, ports, memory (exit 1 if not healthy)
-    world.py env    [--name NAME]       shell lines: export KUBECONFIG=... and PATH=<binaries>:...
+    world.py env    [--name NAME]       shell lines: export KUBECONFIG=..., PATH=<binaries>:...,
+                                        VP_PROMETHEUS_URL=http://127.0.0.1:<port>
     world.py render-definitions DIR     KubeVela's built-in definitions as YAML (no cluster)
     world.py versions                   the pinned versions
 
 Processes: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (3 fake nodes) and
-vela-core, all on free 127.0.0.1 ports chosen at run time. State (PKI, kubeconfig, etcd data, logs,
-pids) lives in <repo>/.cluster/<name>/, so several clusters can run side by side. Binaries come from
-hack/cluster/build.sh (cached outside the checkout); CRDs and KubeVela's built-in definitions come
-from module zips fetched with `go mod download`.
+vela-core, plus Prometheus (Debian's package, own config and data) and the traffic simulator
+(simulator.py, scraped every second), all on free 127.0.0.1 ports chosen at run time. State (PKI,
+kubeconfig, etcd data, logs, pids) lives in <repo>/.cluster/<name>/, so several clusters can run
+side by side. Binaries come from hack/cluster/build.sh (cached outside the checkout); CRDs and
+KubeVela's built-in definitions come from module zips fetched with `go mod download`.
 
 Progress goes to stderr; stdout carries only the final `export KUBECONFIG=...` line, so
 `eval "$(hack/cluster/world.py up)"` works.
@@ -54,6 +56,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 STATE_ROOT = REPO / ".cluster"
 BUILD_SH = HERE / "build.sh"
+SIMULATOR = HERE / "simulator.py"
+#: Debian's package (bookworm: 2.42); VP_PROMETHEUS_BIN points at another binary.
+PROMETHEUS_PACKAGE = "prometheus"
+PROMETHEUS_INSTALL = "apt-get install -y --no-install-recommends prometheus"
 
 
 def _go_mod_version(family: str, module: str) -> str:
@@ -145,6 +151,8 @@ PORT_NAMES = (
     "kube-scheduler",
     "vela-core-metrics",
     "vela-core-health",
+    "prometheus",
+    "simulator",
 )
 
 
@@ -215,6 +223,17 @@ class State:
     def server(self) -> str:
         return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
 
+    @property
+    def prometheus_url(self) -> str:
+        """The test world's Prometheus (empty for a cluster started before it had one)."""
+        port = self.ports.get("prometheus")
+        return f"http://127.0.0.1:{port}" if port else ""
+
+    @property
+    def simulator_url(self) -> str:
+        port = self.ports.get("simulator")
+        return f"http://127.0.0.1:{port}/metrics" if port else ""
+
     def save(self) -> None:
         data = {
             "name": self.name,
@@ -223,6 +242,8 @@ class State:
             "processes": [asdict(p) for p in self.processes],
             "created": self.created,
             "kubeconfig": str(self.kubeconfig),
+            "prometheus_url": self.prometheus_url,
+            "simulator_url": self.simulator_url,
         }
         tmp = self.file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -366,6 +387,32 @@ def stray_processes(directory: Path, exe_dirs: Sequence[Path]) -> list[int]:
                 blobs.append(Path(f"/proc/{entry}/{part}").read_bytes())
         if any(needle in blob for blob in blobs) and proc_starttime(int(entry)) is not None:
             found.append(int(entry))
+    return found
+
+
+def stray_simulators(directory: Path) -> list[int]:
+    """Traffic simulators of this cluster (by command line: the interpreter is anyone's)."""
+    needles = (str(SIMULATOR).encode(), (str(directory) + "/").encode())
+    found: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            if all(n in cmdline for n in needles) and proc_starttime(int(entry)) is not None:
+                found.append(int(entry))
+    return found
+
+
+def prometheus_binary() -> str:
+    found = os.environ.get("VP_PROMETHEUS_BIN") or shutil.which(PROMETHEUS_PACKAGE)
+    if not found or not os.access(found, os.X_OK):
+        raise WorldError(
+            "prometheus not found (the test world's metrics server, Debian package "
+            f"'{PROMETHEUS_PACKAGE}')",
+            hint=f"install it: sudo {PROMETHEUS_INSTALL} (.ci/run does this), "
+            "or set VP_PROMETHEUS_BIN to a prometheus binary",
+        )
     return found
 
 
@@ -688,6 +735,7 @@ class Starter:
         st.logs.mkdir(exist_ok=True)
         st.created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
+        prometheus = prometheus_binary()
         t = time.monotonic()
         say("binaries: hack/cluster/build.sh --bindir (a cold build takes many minutes) ...")
         built = subprocess.run(
@@ -712,8 +760,10 @@ class Starter:
         st.save()
         say(f"PKI and kubeconfig written ({time.monotonic() - t:.1f}s)")
 
+        self.start_prometheus(prometheus)  # needs nothing else; ready checked at the end
         self.start_etcd()
         self.start_apiserver()
+        self.start_simulator()
         self.start_controllers()
         api = Api(st)
         for node in NODE_NAMES:
@@ -725,7 +775,63 @@ class Starter:
         self.install_vela_resources(vela_dir, api)
         self.start_vela_core()
         self.wait_workers(api)
+        self.wait_metrics()
         self.check_loopback_only()
+
+    def start_prometheus(self, binary: str) -> None:
+        """Our own Prometheus: own config, data dir and port (never the package's service)."""
+        st = self.st
+        home = st.dir / "prometheus"
+        home.mkdir(exist_ok=True)
+        config = {
+            "global": {
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "evaluation_interval": "1s",
+            },
+            "scrape_configs": [
+                {
+                    "job_name": "simulator",
+                    "static_configs": [{"targets": [f"127.0.0.1:{st.ports['simulator']}"]}],
+                }
+            ],
+        }
+        (home / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+        self.spawn(
+            "prometheus",
+            [
+                binary,
+                f"--config.file={home / 'prometheus.yml'}",
+                f"--storage.tsdb.path={home / 'data'}",
+                "--storage.tsdb.retention.time=2h",
+                f"--web.listen-address=127.0.0.1:{st.ports['prometheus']}",
+                "--web.enable-lifecycle",
+                "--log.level=warn",
+            ],
+        )
+
+    def start_simulator(self) -> None:
+        st = self.st
+        self.spawn(
+            "simulator",
+            [
+                sys.executable,
+                str(SIMULATOR),
+                f"--kubeconfig={st.kubeconfig}",
+                f"--port={st.ports['simulator']}",
+            ],
+        )
+
+    def wait_metrics(self) -> None:
+        st = self.st
+        ready = f"{st.prometheus_url}/-/ready"
+        took = self.wait("prometheus /-/ready", lambda: http_ok(ready), 60, "prometheus")
+        health = f"http://127.0.0.1:{st.ports['simulator']}/healthz"
+        self.wait("simulator /healthz", lambda: http_ok(health), 60, "simulator")
+        self.say(
+            f"prometheus ready on {st.prometheus_url} (waited {took:.1f}s), scraping "
+            f"the traffic simulator {st.simulator_url} every 1s"
+        )
 
     def start_etcd(self) -> None:
         st = self.st
@@ -1084,6 +1190,9 @@ def _reap(children: Sequence[subprocess.Popen[bytes]]) -> None:
 
 def exe_dirs(st: State) -> list[Path]:
     dirs = {cache_bin_root().resolve()}
+    dirs |= {Path(r.argv[0]).resolve() for r in st.processes if r.name == "prometheus" and r.argv}
+    with contextlib.suppress(WorldError):  # the prometheus binary itself (a file, not its dir)
+        dirs.add(Path(prometheus_binary()).resolve())
     if st.bindir:
         for name in BINARIES:
             with contextlib.suppress(OSError):
@@ -1107,7 +1216,7 @@ def teardown(st: State, say: Say) -> list[str]:
                 time.sleep(0.1)
             else:
                 os.kill(pid, signal.SIGKILL)
-    for pid in stray_processes(st.dir, exe_dirs(st)):
+    for pid in stray_processes(st.dir, exe_dirs(st)) + stray_simulators(st.dir):
         say(f"stopping stray process {pid} ({_comm(pid)}) that uses {st.dir}")
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -1174,6 +1283,8 @@ def cmd_status(name: str) -> int:
     print(f"cluster '{name}': {why}; created {st.created}")
     print(f"  kubeconfig: {st.kubeconfig}")
     print(f"  binaries:   {st.bindir}")
+    if st.prometheus_url:
+        print(f"  prometheus: {st.prometheus_url}  (scrapes the simulator {st.simulator_url})")
     print(f"  {'process':<24} {'pid':>7}  {'state':<8} {'rss MiB':>8}  listening on")
     for record in st.processes:
         alive = is_alive(record)
@@ -1204,6 +1315,8 @@ def cmd_env(name: str) -> int:
     st = State.load(directory)
     print(f"export KUBECONFIG={st.kubeconfig}")
     print(f'export PATH="{st.bindir}:$PATH"')
+    if st.prometheus_url:
+        print(f"export VP_PROMETHEUS_URL={st.prometheus_url}")
     return 0
 
 
@@ -1214,6 +1327,14 @@ def cmd_versions() -> int:
     print(f"kubevela     github.com/oam-dev/kubevela {VELA_VERSION}   (hack/cluster/vela/go.mod)")
     for source in CRD_SOURCES:
         print(f"CRDs         {source.module} {source.version}   {source.title}")
+    try:
+        prometheus = prometheus_binary()
+        argv = [prometheus, "--version"]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        version = (done.stdout or done.stderr).splitlines()[0]
+    except (WorldError, OSError, IndexError):
+        prometheus, version = "not installed", f"Debian package '{PROMETHEUS_PACKAGE}'"
+    print(f"prometheus   {version}   ({prometheus})")
     return 0
 
 

@@ -72,6 +72,8 @@ def test_world_down_stops_every_process_and_frees_every_port() -> None:
             "kube-scheduler",
             "kwok",
             "vela-core",
+            "prometheus",
+            "simulator",
         }
         assert all(_alive(pid, start) for _, pid, start in processes)
         assert [p for p in ports if _listening(p)] == ports  # etcd-peer included

@@ -15,6 +15,7 @@ the tier on purpose).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -48,6 +49,9 @@ class Cluster:
     bindir: Path
     env: dict[str, str]
     name: str | None  # world.py cluster name, None for a foreign cluster
+    #: The test world's Prometheus (state.json's ``prometheus_url``, else ``$VP_PROMETHEUS_URL``);
+    #: None when the cluster has none (started before it had one, or a foreign cluster).
+    prometheus_url: str | None = None
 
     def run(
         self,
@@ -189,6 +193,15 @@ def _usable(kubeconfig: str, bindir: Path) -> bool:
     return done.returncode == 0
 
 
+def _prometheus_url(kubeconfig: Path) -> str | None:
+    state = kubeconfig.resolve().parent / "state.json"
+    with contextlib.suppress(OSError, ValueError):
+        url = json.loads(state.read_text()).get("prometheus_url")
+        if url:
+            return str(url)
+    return os.environ.get("VP_PROMETHEUS_URL") or None
+
+
 def _world_name(kubeconfig: Path) -> str | None:
     state = kubeconfig.resolve().parent
     if state.parent == (REPO / ".cluster").resolve() and (state / "state.json").exists():
@@ -206,7 +219,13 @@ def cluster(
     existing = os.environ.get("KUBECONFIG", "")
     if existing and ":" not in existing and _usable(existing, bindir):
         kubeconfig = Path(existing)
-        yield Cluster(kubeconfig, bindir, _env(kubeconfig, bindir, cache), _world_name(kubeconfig))
+        yield Cluster(
+            kubeconfig,
+            bindir,
+            _env(kubeconfig, bindir, cache),
+            _world_name(kubeconfig),
+            _prometheus_url(kubeconfig),
+        )
         return
 
     name = f"pytest-{os.getpid()}"
@@ -219,7 +238,9 @@ def cluster(
         pytest.fail(f"the test cluster did not start (world.py up exit {code}):\n{err}", False)
     kubeconfig = Path(lines[-1].removeprefix("export KUBECONFIG="))
     try:
-        yield Cluster(kubeconfig, bindir, _env(kubeconfig, bindir, cache), name)
+        yield Cluster(
+            kubeconfig, bindir, _env(kubeconfig, bindir, cache), name, _prometheus_url(kubeconfig)
+        )
     finally:
         code, _, err = _run_streaming(
             [sys.executable, str(WORLD), "down", "--name", name], pytestconfig
