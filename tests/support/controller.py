@@ -141,6 +141,8 @@ class Controller:
             "VP_STATE_DIR": str(self.state),
             "PYTHONUNBUFFERED": "1",
         }
+        if self.cluster.prometheus_url:  # the analysis' default Prometheus: the test world's
+            env["VP_PROMETHEUS_ADDRESS"] = self.cluster.prometheus_url
         exe = Path(sys.executable).parent / "vela-progressive-controller"
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(

@@ -266,7 +266,7 @@ def test_a_success_rate_is_higher_is_better_in_the_comparison() -> None:
 
 
 # ---------------------------------------------------------------------------------- queries
-@pytest.mark.parametrize("source", ["nginx", "istio", "app"])
+@pytest.mark.parametrize("source", ["nginx", "istio", "gateway", "app"])
 @pytest.mark.parametrize(
     "template", ["request-success-rate", "request-error-rate", "request-duration"]
 )

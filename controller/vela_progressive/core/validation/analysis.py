@@ -110,6 +110,13 @@ def _metric_problems(
                 "routing (destinationRuleName) sends none through it",
                 "set source: app, or write a query on destination_version",
             )
+        elif source == "nginx" and not any(r.get("type") == "ingress" for r in routings):
+            yield Problem(
+                f"{here}.source",
+                f"{metric.template} from nginx reads the Ingress's metrics, and no traffic "
+                "routing is an Ingress",
+                "add an ingress traffic routing, or set source: app",
+            )
         elif not has_builtin(source, metric.template):
             yield Problem(
                 f"{here}.template",
