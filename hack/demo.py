@@ -28,6 +28,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from vela_progressive.cli.status import render as render_status
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,6 +243,8 @@ def start_controller(env: Env) -> None:
         "VP_WEBHOOK_PORT": str(port),
         "VP_STATE_DIR": str(STATE / "controller"),
         "PYTHONUNBUFFERED": "1",
+        # the analysis asks the test world's Prometheus (the addon's prometheusAddress)
+        "VP_PROMETHEUS_ADDRESS": env.vars.get("VP_PROMETHEUS_URL", ""),
     }
     with LOG_FILE.open("ab") as log:
         proc = subprocess.Popen(
@@ -356,6 +360,59 @@ def release_v2(env: Env) -> None:
         time.sleep(1)
 
 
+#: The image tag the test world's traffic simulator answers with 30% HTTP 500.
+BAD_IMAGE = "ghcr.io/stefanprodan/podinfo:6.7.2-bad"
+
+
+def bad_version() -> Path:
+    """Version 2's manifest with a bad image and its first step gated by the error rate."""
+    app = yaml.safe_load((EXAMPLE / "app-v2.yaml").read_text())
+    component = app["spec"]["components"][0]
+    component["properties"]["image"] = BAD_IMAGE
+    trait = next(t for t in component["traits"] if t["type"] == "progressive-rollout")
+    errors = {
+        "name": "errors",
+        "template": "request-error-rate",
+        "thresholdRange": {"max": 5},
+        "interval": 5,
+        "count": 2,
+    }
+    trait["properties"]["canary"]["steps"] = [
+        {"replicas": "20%", "weight": 20, "duration": 0, "analysis": {"metrics": [errors]}},
+        {"replicas": "100%", "weight": 100},
+    ]
+    path = STATE / "app-v3-bad.yaml"
+    path.write_text(yaml.safe_dump(app, sort_keys=False))
+    return path
+
+
+def release_bad(env: Env) -> None:
+    path = bad_version()
+    say(f"vela up -f {path.relative_to(ROOT)}")
+    say(f"  = app-v2.yaml with image {BAD_IMAGE} (the simulator answers 30% of its requests")
+    say("    with HTTP 500) and step 1 gated: error rate at most 5%, measured every 5 s")
+    env.vela("up", "-f", str(path), "-n", NAMESPACE)
+    shown = ""
+    deadline = time.monotonic() + 180
+    while True:
+        cr = rollout(env)
+        status = cr.get("status") or {}
+        mine = status.get("observedRevision") == cr.get("spec", {}).get("revision", {}).get(
+            "name"
+        ) and status.get("canaryRevision")
+        table = render_status(cr, APP) if cr else "(no rollout yet)"
+        if table != shown:
+            print("    " + table.rstrip().replace("\n", "\n    ") + "\n", flush=True)
+            shown = table
+        if mine and status.get("phase") == "Failed" and status.get("endingStage") == "Done":
+            say(f"rolled back on its own: {status.get('message')}")
+            say(f"traffic now: {traffic(env)}; pods: {pod_images(env)}")
+            return
+        if time.monotonic() > deadline:
+            raise DemoError("the bad version was not rolled back in 3 minutes; see the log")
+        time.sleep(1)
+
+
 def _stamp(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -436,7 +493,7 @@ Stop everything (controller, then cluster):
 
 
 def run() -> int:
-    total = 7
+    total = 8
     heading(1, total, "cluster")
     env = cluster_up()
     heading(2, total, "addon")
@@ -451,7 +508,9 @@ def run() -> int:
     release_v2(env)
     heading(6, total, "summary")
     summary(env, started)
-    heading(7, total, "done")
+    heading(7, total, "a bad version: the analysis rolls it back on its own")
+    release_bad(env)
+    heading(8, total, "done")
     finish(env)
     say(f"make demo took {time.monotonic() - T0:.0f}s")
     return 0

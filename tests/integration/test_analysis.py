@@ -68,6 +68,17 @@ async def release(kube: Kube, ns: str, steps: list[Obj], **strategy: Any) -> Rel
     return rel
 
 
+async def released(rel: Release, revision: str = "app-v2", within: float = 150) -> Obj:
+    """The release of ``revision`` completed (not the Healthy status of the one before)."""
+
+    async def probe() -> Obj | None:
+        status = (await rel.cr()).get("status") or {}
+        done = status.get("phase") == "Healthy" and status.get("stableAppRevision") == revision
+        return status if done else None
+
+    return await eventually(probe, within, f"the release of {revision} to complete")
+
+
 async def measurements(rel: Release) -> list[Obj]:
     return list(((await rel.cr()).get("status") or {}).get("measurements") or [])
 
@@ -79,7 +90,7 @@ async def test_a_healthy_version_passes_every_gate_and_completes_on_its_own(
     rel = await release(kube, namespace, steps)
     started = time.monotonic()
     await rel.set_image(IMAGE.format("v2"), "app-v2")
-    await rel.wait_phase("Healthy", within=150)
+    await released(rel)
     took = time.monotonic() - started
     taken = await measurements(rel)
     assert [m["verdict"] for m in taken if m["metric"] == "errors"] == ["Passed", "Passed"]
@@ -152,7 +163,7 @@ async def test_a_quiet_version_follows_the_no_data_policy_and_says_so(
         status = await rel.wait_phase("Failed", within=90)
         assert "(noData: fail)" in status["message"]
     else:
-        await rel.wait_phase("Healthy", within=120)
+        await released(rel)
         taken = await measurements(rel)
         assert any("(noData: pass)" in m["message"] for m in taken)
 
@@ -199,7 +210,7 @@ async def test_prometheus_going_away_pauses_the_release_and_it_resumes_when_back
         assert "analysis inconclusive" in status["message"]
         assert "kubectl progressive abort" in status["message"]
         up.set()
-        await rel.wait_phase("Healthy", within=120)
+        await released(rel)
 
 
 async def test_a_webhook_gate_answering_500_holds_its_step_and_200_lets_it_go(
@@ -238,7 +249,7 @@ async def test_a_webhook_gate_answering_500_holds_its_step_and_200_lets_it_go(
         await asyncio.sleep(5)
         assert (await rel.cr())["status"]["currentStep"] == 1
         answer["status"] = 200
-        await rel.wait_phase("Healthy", within=90)
+        await released(rel)
         assert bodies[0]["type"] == "rollout"
         assert bodies[0]["name"] == "web"
     finally:
