@@ -9,7 +9,7 @@
     world.py render-definitions DIR     KubeVela's built-in definitions as YAML (no cluster)
     world.py versions                   the pinned versions
 
-Processes: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (3 fake nodes) and
+Processes: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (10 fake nodes) and
 vela-core, plus Prometheus (Debian's package, own config and data) and the traffic simulator
 (simulator.py, scraped every second), all on free 127.0.0.1 ports chosen at run time. State (PKI,
 kubeconfig, etcd data, logs, pids) lives in <repo>/.cluster/<name>/, so several clusters can run
@@ -125,7 +125,7 @@ CRD_SOURCES: tuple[CrdSource, ...] = (
     ),
 )
 
-NODE_NAMES = ("kwok-node-0", "kwok-node-1", "kwok-node-2")
+NODE_NAMES = tuple(f"kwok-node-{n}" for n in range(10))  # a DaemonSet of 10 pods
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.1/16"  # kwok hands out pod IPs from here; far from SERVICE_CIDR
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"

@@ -173,9 +173,9 @@ def test_by_default_everything_runs_in_vela_system(
                 "port": 443,
             }
         }
-        for kind in ("deployments", "statefulsets")
+        for kind in ("deployments", "statefulsets", "daemonsets")
     ]
-    (webhook, _) = webhooks
+    (webhook, *_) = webhooks
     assert webhook["failurePolicy"] == "Ignore"
 
 
@@ -199,6 +199,7 @@ def test_the_webhook_holds_only_labelled_workload_updates(
     assert routes == {
         ("apps", "deployments"): "/hold-deployments",
         ("apps", "statefulsets"): "/hold-statefulsets",
+        ("apps", "daemonsets"): "/hold-daemonsets",
     }
 
 
@@ -209,7 +210,7 @@ def test_the_webhook_paths_are_the_controllers_handler_ids() -> None:
 
     registered = kopf.get_default_registry()._webhooks.get_all_handlers()
     ids = {h.id for h in registered if h.fn is handlers.hold}
-    assert ids == {"hold-deployments", "hold-statefulsets"}
+    assert ids == {"hold-deployments", "hold-statefulsets", "hold-daemonsets"}
 
 
 def test_a_local_controller_gets_a_url_webhook_and_no_deployment(
@@ -224,6 +225,7 @@ def test_a_local_controller_gets_a_url_webhook_and_no_deployment(
     assert [w["clientConfig"] for w in webhooks] == [
         {"url": "https://127.0.0.1:9443/hold-deployments", "caBundle": "Q0EK"},
         {"url": "https://127.0.0.1:9443/hold-statefulsets", "caBundle": "Q0EK"},
+        {"url": "https://127.0.0.1:9443/hold-daemonsets", "caBundle": "Q0EK"},
     ]
     assert {w["failurePolicy"] for w in webhooks} == {"Fail"}
 

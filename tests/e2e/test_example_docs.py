@@ -1,7 +1,7 @@
 """The examples and their READMEs stay true without a cluster (this module runs in the unit tier).
 
-Every ``<!-- plan FILE -->`` block in an example's README is the output of ``kubectl progressive
-plan FILE``; ``UPDATE_GOLDENS=1`` rewrites the blocks.
+Every ``<!-- plan FILE [ARGS] -->`` block in an example's README is the output of ``kubectl
+progressive plan FILE [ARGS]``; ``UPDATE_GOLDENS=1`` rewrites the blocks.
 """
 
 from __future__ import annotations
@@ -17,19 +17,21 @@ from tests.e2e.kit import EXAMPLES, rolled_component, trait_properties
 from vela_progressive.cli.main import main as cli
 
 DIRECTORIES = sorted(p for p in EXAMPLES.iterdir() if p.is_dir())
-PLAN_BLOCK = re.compile(r"<!-- plan (?P<file>\S+) -->\n```text\n(?P<text>.*?)```\n", re.DOTALL)
+PLAN_BLOCK = re.compile(
+    r"<!-- plan (?P<file>\S+)(?P<args>(?: [^ >]+)*) -->\n```text\n(?P<text>.*?)```\n", re.DOTALL
+)
 
 
-def plan_of(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
-    code = cli(["plan", str(path)])
+def plan_of(path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    code = cli(["plan", str(path), *args])
     out, err = capsys.readouterr()
     assert code == 0, f"kubectl progressive plan {path}: exit {code}\n{err}"
     return out
 
 
-def test_there_are_six_numbered_examples_each_listed_in_the_index() -> None:
+def test_the_examples_are_numbered_in_order_each_listed_in_the_index() -> None:
     names = [p.name for p in DIRECTORIES]
-    assert [n[:3] for n in names] == ["01-", "02-", "03-", "04-", "05-", "06-"], names
+    assert [n[:3] for n in names] == [f"{i:02d}-" for i in range(1, len(names) + 1)], names
     index = (EXAMPLES / "README.md").read_text()
     for name in names:
         assert f"]({name}/)" in index, f"examples/README.md does not link {name}"
@@ -61,10 +63,11 @@ def test_the_readme_shows_what_plan_prints_and_names_every_file(
     assert blocks, f"{readme} has no <!-- plan app-vN.yaml --> block"
     updated = text
     for block in blocks:
-        actual = plan_of(directory / block["file"], capsys)
+        actual = plan_of(directory / block["file"], capsys, *block["args"].split())
         if os.environ.get("UPDATE_GOLDENS") == "1":
             updated = updated.replace(
-                block.group(0), f"<!-- plan {block['file']} -->\n```text\n{actual}```\n"
+                block.group(0),
+                f"<!-- plan {block['file']}{block['args']} -->\n```text\n{actual}```\n",
             )
             continue
         assert block["text"] == actual, (

@@ -300,3 +300,36 @@ async def test_06_abort_at_step_2_then_rollback_returns_fast(release_of: Release
     assert not workload["spec"].get("paused")
     assert workload["spec"]["strategy"]["type"] == "RollingUpdate"
     assert await rel.snapshot(*objects) == before
+
+
+async def test_07_daemonset_batches_delete_old_pods_within_max_unavailable(
+    release_of: ReleaseOf,
+) -> None:
+    rel = release_of("07-daemonset-batches")
+    v1, v2 = rel.example.image(1), rel.example.image(2)
+    daemonset = ("apps/v1", "DaemonSet")
+    await rel.deploy_v1(replicas=10)  # one pod per kwok node
+    own = (await must_get(rel, daemonset, "node-agent"))["spec"]["updateStrategy"]
+    assert own == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": "0%", "maxUnavailable": "20%"},
+    }
+
+    rel.vela_up(2)
+    for step, new in ((1, 2), (2, 5)):
+        await rel.wait_state(step, APPROVAL)
+        await rel.assert_workflow_waits()
+        await rel.wait_pods({v1: 10 - new, v2: new})
+        held = await must_get(rel, daemonset, "node-agent")
+        assert held["spec"]["updateStrategy"] == {"type": "OnDelete"}
+        rel.expect_message(f"step {step}/3: {new}/10 pods", "waiting for approval")
+        rel.approve()
+
+    status = await rel.wait_released(2, replicas=10)
+    assert [s for s, state, _ in timeline(status) if state == APPROVAL] == [1, 2]
+    workload = await must_get(rel, daemonset, "node-agent")
+    assert workload["spec"]["updateStrategy"] == own, "handed back exactly"
+    assert not any(
+        k.startswith("rollout.vela-progressive.io/")
+        for k in workload["metadata"].get("annotations") or {}
+    )

@@ -45,6 +45,8 @@ def workload(
     if kind == "StatefulSet":
         obj["spec"]["serviceName"] = name
         obj["spec"]["podManagementPolicy"] = "Parallel"
+    if kind == "DaemonSet":
+        del obj["spec"]["replicas"]  # one pod per (kwok) node: ``replicas`` is the node count
     return obj
 
 

@@ -21,7 +21,7 @@ STRATEGY = Strategy(steps=(Step(replicas="100%"),))
 
 def test_supported_kinds_are_the_registrys() -> None:
     assert tuple(k.kind for k in registry.REGISTRY) == SUPPORTED_KINDS
-    assert SUPPORTED_KINDS == ("Deployment", "StatefulSet")
+    assert SUPPORTED_KINDS == ("Deployment", "StatefulSet", "DaemonSet")
 
 
 def test_every_kind_names_a_default_style_it_has() -> None:
@@ -66,8 +66,10 @@ def test_kopf_has_a_hold_webhook_and_a_watch_per_kind() -> None:
     assert watches == {
         ("deployments", (HOLD_LABEL,)),
         ("statefulsets", (HOLD_LABEL,)),
+        ("daemonsets", (HOLD_LABEL,)),
         ("deployments", released),
         ("statefulsets", released),
+        ("daemonsets", released),
         ("deployments", (CANARY_OF_LABEL,)),
     }
 

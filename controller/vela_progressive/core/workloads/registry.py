@@ -13,7 +13,7 @@ its :class:`~.style.WorkloadKind`) and one entry in :data:`REGISTRY`
 (``docs/workloads/README.md``).
 
 >>> [k.kind for k in REGISTRY]
-['Deployment', 'StatefulSet']
+['Deployment', 'StatefulSet', 'DaemonSet']
 >>> lookup("StatefulSet").handler_id, lookup("StatefulSet").webhook_rule
 ('hold-statefulsets', {'group': 'apps', 'version': 'v1', 'resource': 'statefulsets'})
 >>> default_style("Deployment").value, [m.value for m in lookup("StatefulSet").styles]
@@ -23,12 +23,13 @@ its :class:`~.style.WorkloadKind`) and one entry in :data:`REGISTRY`
 from __future__ import annotations
 
 from vela_progressive.core.model import ReleaseMode
+from vela_progressive.core.workloads.daemonset import DAEMONSET
 from vela_progressive.core.workloads.deployment import DEPLOYMENT
 from vela_progressive.core.workloads.statefulset import STATEFULSET
 from vela_progressive.core.workloads.style import RbacRule, Style, WorkloadKind
 
 #: Every kind the controller releases, in the order handlers, rules and messages list them.
-REGISTRY: tuple[WorkloadKind, ...] = (DEPLOYMENT, STATEFULSET)
+REGISTRY: tuple[WorkloadKind, ...] = (DEPLOYMENT, STATEFULSET, DAEMONSET)
 
 _BY_KIND = {k.kind: k for k in REGISTRY}
 
@@ -87,7 +88,7 @@ def rbac_rules() -> tuple[RbacRule, ...]:
     rules several kinds share (same groups and resources) with their verbs merged.
 
     >>> [(r.resources, r.verbs) for r in rbac_rules()][-2:]
-    [(('statefulsets',), ('get', 'list', 'watch', 'patch')), (('pods',), ('get', 'list', 'delete'))]
+    [(('controllerrevisions',), ('get', 'list')), (('pods',), ('get', 'list', 'delete'))]
     """
     by_target: dict[tuple[tuple[str, ...], tuple[str, ...]], list[RbacRule]] = {}
     for entry in REGISTRY:
