@@ -467,7 +467,10 @@ def finish(env: Env) -> None:
         (f"vela status {APP}", "KubeVela's view, with the trait's message"),
         ("kubectl get vpr -A", "every progressive rollout"),
         ("kubectl progressive plan examples/02-ab-header-gateway-api/app-v2.yaml", "offline"),
-        ("less examples/README.md", "six examples: A/B, Istio, StatefulSet, abort, ..."),
+        (
+            "less examples/README.md",
+            "eight examples: A/B, Istio, StatefulSet, DaemonSet, abort, analysis, ...",
+        ),
         (f"tail -f {rel(LOG_FILE)}", "the controller's log"),
     ]
     width = max(len(command) for command, _ in tries if len(command) < 45) + 2
