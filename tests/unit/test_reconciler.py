@@ -107,6 +107,19 @@ class FakeTraffic:
 
 
 @dataclass
+class FakeStatusWriter:
+    """The reconciler's status writes (status before action), kept for the assertions."""
+
+    written: list[Obj] = field(default_factory=list)
+
+    async def patch(self, *args: object, **kwargs: object) -> Obj:
+        body = args[4]
+        assert isinstance(body, dict)
+        self.written.append(body["status"])
+        return {}
+
+
+@dataclass
 class FakeEvents:
     posted: list[str] = field(default_factory=list)
 
@@ -137,9 +150,10 @@ class World:
             ),
         )
         self.traffic = FakeTraffic(self.journal, ready_endpoints)
+        self.writer = FakeStatusWriter()
         self.events = FakeEvents()
         self.reconciler = Reconciler(
-            kube=None,  # type: ignore[arg-type]
+            kube=self.writer,  # type: ignore[arg-type]
             traffic=self.traffic,  # type: ignore[arg-type]
             events=self.events,  # type: ignore[arg-type]
             clock=lambda: self.now,
@@ -321,3 +335,10 @@ async def test_no_pod_moves_while_a_route_of_the_release_could_not_be_applied() 
     status = await world.tick(3)
     assert "scale 2" in world.journal.calls
     assert [c["status"] for c in status["conditions"] if c["type"] == "TrafficReady"] == ["True"]
+
+
+async def test_the_status_shows_a_new_step_before_its_pods_move() -> None:
+    world = World([{"replicas": "20%", "duration": 0}, {"replicas": "100%"}])
+    await world.tick(4)
+    steps = [(w["currentStep"], w["stepState"]) for w in world.writer.written]
+    assert (2, "Upgrading") in steps, steps

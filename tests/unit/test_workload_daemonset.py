@@ -502,6 +502,8 @@ class Release:
         }
 
     async def until(self, what: str, done: Any, passes: int = 60) -> Obj:
+        if await self.kube.get(self.cr["apiVersion"], KIND, NAME, NS) is None:
+            await self.kube.create(copy.deepcopy(self.cr))  # the status is written before acting
         status: Obj = {}
         for _ in range(passes):
             outcome = await self.reconciler.reconcile(self.cr)

@@ -179,9 +179,15 @@ class Reconciler:
         handed_back = False
         traffic_moved = False
         decision = Decision(status, (), 0.0)
+        written = status
         for _ in range(MAX_DECISIONS_PER_PASS):
             obs, ctx = await self._observe(cr, adapter, status, rollout, handed_back)
             decision = decide(status, rollout, obs, ops, now)
+            if _moves_pods(decision) and _milestone(decision.status) != _milestone(written):
+                # Status before action: whoever reads the rollout (people, the CLI, a sampler)
+                # never sees pods of a step or an ending the status does not show yet.
+                await self._write_status(cr, decision.status)
+                written = decision.status
             try:
                 handed_back = await self._act(cr, adapter, obs.workload, ctx, rollout, decision)
             except TrafficError as exc:
@@ -200,6 +206,17 @@ class Reconciler:
         if traffic_moved:
             traffic_ok(decision.status, now)
         return decision
+
+    async def _write_status(self, cr: Obj, status: RolloutStatus) -> None:
+        meta = cr["metadata"]
+        await self.kube.patch(
+            cr["apiVersion"],
+            cr["kind"],
+            meta["name"],
+            meta["namespace"],
+            {"status": status.to_dict()},
+            subresource="status",
+        )
 
     async def _observe(
         self,
@@ -371,3 +388,12 @@ class Reconciler:
             disable_canary_service=strategy.disable_canary_service,
             owner_references=(owner_reference(cr),),
         )
+
+
+def _moves_pods(decision: Decision) -> bool:
+    return any(isinstance(a, act.ScaleTo | act.AbortPods | act.HandBack) for a in decision.actions)
+
+
+def _milestone(status: RolloutStatus) -> tuple[object, ...]:
+    """What a reader compares pods with: the step, its state, the ending and its stage."""
+    return (status.current_step, status.step_state, status.ending, status.ending_stage)
