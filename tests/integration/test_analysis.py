@@ -169,8 +169,11 @@ async def test_a_quiet_version_follows_the_no_data_policy_and_says_so(
 
 
 @contextlib.asynccontextmanager
-async def proxy_to(target: str) -> AsyncIterator[tuple[str, asyncio.Event]]:
-    """A loopback HTTP proxy to Prometheus; clearing the event makes it refuse connections."""
+async def proxy_to(
+    target: str, token: str | None = None
+) -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """A loopback HTTP proxy to Prometheus; clearing the event makes it refuse connections;
+    with ``token`` it answers 401 to a request without ``Authorization: Bearer <token>``."""
 
     up = asyncio.Event()
     up.set()
@@ -179,6 +182,8 @@ async def proxy_to(target: str) -> AsyncIterator[tuple[str, asyncio.Event]]:
     async def forward(request: web.Request) -> web.StreamResponse:
         if not up.is_set():
             raise web.HTTPServiceUnavailable(text="prometheus is down")
+        if token is not None and request.headers.get("Authorization") != f"Bearer {token}":
+            raise web.HTTPUnauthorized(text="who are you?")
         async with session.get(f"{target}{request.path_qs}") as answer:
             return web.Response(
                 status=answer.status, body=await answer.read(), content_type="application/json"
@@ -254,3 +259,55 @@ async def test_a_webhook_gate_answering_500_holds_its_step_and_200_lets_it_go(
         assert bodies[0]["name"] == "web"
     finally:
         await runner.cleanup()
+
+
+async def test_prometheus_credentials_come_from_the_secret_the_metric_names(
+    controller: Controller, kube: Kube, namespace: str, cluster: Cluster
+) -> None:
+    # The controller may read only this Secret: a Role in the rollout's namespace.
+    await kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "prom-token", "namespace": namespace},
+            "stringData": {"token": "s3cret"},
+        }
+    )
+    role = {"name": "read-prom-token", "namespace": namespace}
+    await kube.create(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": role,
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["secrets"],
+                    "resourceNames": ["prom-token"],
+                    "verbs": ["get"],
+                }
+            ],
+        }
+    )
+    await kube.create(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": role,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", **role},
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": "vela-progressive-controller",
+                    "namespace": "vela-system",
+                }
+            ],
+        }
+    )
+    async with proxy_to(cluster.prometheus_url, token="s3cret") as (address, _):
+        auth = {"secretName": "prom-token", "type": "bearer"}
+        steps, _ = gated(errors(prometheusAddress=address, prometheusAuth=auth))
+        rel = await release(kube, namespace, steps)
+        await rel.set_image(IMAGE.format("v2"), "app-v2")
+        status = await released(rel)
+        assert [m["verdict"] for m in status["measurements"]] == ["Passed", "Passed"]

@@ -26,7 +26,7 @@ from vela_progressive.core.release import Operations
 from vela_progressive.core.status import Gate, Phase, RolloutStatus, StepState
 from vela_progressive.core.validation import InvalidSpec, validate_properties
 from vela_progressive.core.workloads import WorkloadView
-from vela_progressive.shell.prometheus import parse
+from vela_progressive.shell.prometheus import auth_headers, parse
 
 T0 = datetime(2026, 12, 1, 12, 0, 0)
 NO_OPS = Operations(approved_step=None, paused=False, aborted=False)
@@ -426,3 +426,12 @@ def test_post_rollout_webhooks_are_told_when_the_release_completed() -> None:
     assert rel.status.phase is Phase.HEALTHY
     assert len(told) == 1
     assert told[0].body["type"] == "post-rollout"
+
+
+def test_prometheus_credentials_are_read_from_the_secret_and_a_missing_key_is_named() -> None:
+    token = {"data": {"token": "czNjcmV0Cg=="}}  # "s3cret\n": a trailing newline is dropped
+    assert auth_headers(token, "bearer", "p") == {"Authorization": "Bearer s3cret"}
+    basic = {"data": {"username": "YWxpY2U=", "password": "cHc="}}  # alice / pw
+    assert auth_headers(basic, "basic", "p") == {"Authorization": "Basic YWxpY2U6cHc="}
+    assert "needs the keys username and password" in str(auth_headers(token, "basic", "p"))
+    assert "not found" in str(auth_headers(None, "bearer", "p"))

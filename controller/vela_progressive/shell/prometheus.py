@@ -5,8 +5,10 @@ decision function counts towards ``inconclusiveLimit``."""
 
 from __future__ import annotations
 
+import base64
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,26 +28,33 @@ class Prometheus:
     sent: Counter[str] = field(default_factory=Counter)
     _session: aiohttp.ClientSession | None = None
 
-    async def query(self, promql: str, address: str | None = None) -> Result:
+    async def query(
+        self, promql: str, address: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> Result:
         base = (address or self.default_address or "").rstrip("/")
         if not base:
             return Result(
                 error="no Prometheus address: set the addon's prometheusAddress parameter or "
                 "the metric's prometheusAddress"
             )
-        result = await self._ask(base, promql)
+        result = await self._ask(base, promql, headers or {})
         self.sent["error" if result.error else "ok"] += 1
         return result
 
-    async def _ask(self, base: str, promql: str) -> Result:
+    async def _ask(self, base: str, promql: str, headers: Mapping[str, str]) -> Result:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
             )
         try:
             async with self._session.get(
-                f"{base}/api/v1/query", params={"query": promql}
+                f"{base}/api/v1/query", params={"query": promql}, headers=dict(headers)
             ) as response:
+                if response.status in (401, 403):
+                    return Result(
+                        error=f"Prometheus at {base} refused the credentials (HTTP "
+                        f"{response.status}): check the metric's prometheusAuth Secret"
+                    )
                 body: Any = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             return Result(
@@ -90,3 +99,24 @@ def parse(body: Any) -> Result:
         return Result(value=float(result[0]["value"][1]))
     except (KeyError, IndexError, TypeError, ValueError):
         return Result(error="Prometheus answered a sample without a value")
+
+
+def auth_headers(secret: Mapping[str, Any] | None, kind: str, name: str) -> dict[str, str] | str:
+    """The Authorization header from a Secret's data, or why it cannot be built.
+
+    >>> auth_headers({"data": {"token": "czNjcmV0"}}, "bearer", "prom")
+    {'Authorization': 'Bearer s3cret'}
+    >>> auth_headers(None, "bearer", "prom")
+    "Secret prom not found in the rollout's namespace"
+    """
+    if secret is None:
+        return f"Secret {name} not found in the rollout's namespace"
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    if kind == "basic":
+        if "username" not in data or "password" not in data:
+            return f"Secret {name} needs the keys username and password (prometheusAuth basic)"
+        pair = base64.b64encode(f"{data['username']}:{data['password']}".encode()).decode()
+        return {"Authorization": f"Basic {pair}"}
+    if "token" not in data:
+        return f"Secret {name} needs the key token (prometheusAuth bearer)"
+    return {"Authorization": f"Bearer {data['token'].strip()}"}

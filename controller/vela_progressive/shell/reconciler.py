@@ -21,6 +21,7 @@ from typing import Any
 
 from vela_progressive.core import decide as act
 from vela_progressive.core.analysis.judge import Result
+from vela_progressive.core.analysis.spec import Metric
 from vela_progressive.core.analysis.targets import targets_for
 from vela_progressive.core.decide import (
     Action,
@@ -45,8 +46,8 @@ from vela_progressive.core.validation import InvalidSpec, Problem, validate_prop
 from vela_progressive.core.workloads import SUPPORTED_KINDS, WorkloadView
 from vela_progressive.shell import webhooks
 from vela_progressive.shell.events import EventSink
-from vela_progressive.shell.kube import Kube
-from vela_progressive.shell.prometheus import Prometheus
+from vela_progressive.shell.kube import Kube, KubeError
+from vela_progressive.shell.prometheus import Prometheus, auth_headers
 from vela_progressive.shell.traffic.manager import TrafficError
 from vela_progressive.shell.traffic.port import RouteContext, TrafficPort
 from vela_progressive.shell.workloads import WorkloadAdapter, WorkloadMissing, adapter_for
@@ -275,12 +276,14 @@ class Reconciler:
         dues = due_measurements(status, rollout, targets, self.clock())
         taken: dict[tuple[Gate, str], Taken] = {}
         for due in dues:
-            if due.error is not None:
-                taken[(due.gate, due.metric.name)] = Taken({"canary": Result(error=due.error)})
+            headers = await self._credentials(due.metric, view.namespace)
+            error = headers if isinstance(headers, str) else due.error
+            if error is not None or isinstance(headers, str):
+                taken[(due.gate, due.metric.name)] = Taken({"canary": Result(error=error)})
                 continue
             answers = await asyncio.gather(
                 *(
-                    self.prometheus.query(q.promql, due.metric.prometheus_address)
+                    self.prometheus.query(q.promql, due.metric.prometheus_address, headers)
                     for q in due.queries
                 )
             )
@@ -288,6 +291,21 @@ class Reconciler:
             canary = next((q.promql for q in due.queries if q.role == "canary"), "")
             taken[(due.gate, due.metric.name)] = Taken(results, canary)
         return taken
+
+    async def _credentials(self, metric: Metric, namespace: str) -> dict[str, str] | str:
+        """Headers for the metric's Prometheus, or why they cannot be had (an error result)."""
+        if metric.auth_secret is None:
+            return {}
+        try:
+            secret = await self.kube.get("v1", "Secret", metric.auth_secret, namespace)
+        except KubeError as exc:
+            if exc.status == 403:
+                return (
+                    f"the controller may not read Secret {namespace}/{metric.auth_secret}: "
+                    "grant its ServiceAccount get on it (a Role, see docs/analysis.md)"
+                )
+            return f"Secret {namespace}/{metric.auth_secret}: {exc}"
+        return auth_headers(secret, metric.auth_type, metric.auth_secret)
 
     async def _act(
         self,

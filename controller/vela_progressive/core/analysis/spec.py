@@ -38,6 +38,9 @@ class Metric:
     min_samples: int = 0
     no_data: str = "wait"
     prometheus_address: str | None = None
+    #: A Secret in the rollout's namespace with the credentials, and how to send them.
+    auth_secret: str | None = None
+    auth_type: str = "bearer"
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Metric:
@@ -59,6 +62,8 @@ class Metric:
             min_samples=raw.get("minSamples", 0),
             no_data=raw.get("noData", "wait"),
             prometheus_address=raw.get("prometheusAddress"),
+            auth_secret=(raw.get("prometheusAuth") or {}).get("secretName"),
+            auth_type=(raw.get("prometheusAuth") or {}).get("type", "bearer"),
         )
 
     @property
