@@ -28,7 +28,11 @@ async def test_08_a_gated_release_completes_and_a_bad_version_is_rolled_back_on_
     await rel.deploy_v1(replicas=4)
 
     rel.vela_up(2)
-    status = await rel.wait_released(2, replicas=4, within=240)
+    await rel.wait_released(2, replicas=4, within=240)
+    # Read again: right after `vela up`, the Application may still name revision 1 as its
+    # latest, and version 1's Healthy status would match.
+    status = await rel.status()
+    assert status["stableAppRevision"] == f"{rel.app}-v2", status
     states = [state for _, state, _ in timeline(status)]
     assert StepState.ANALYSIS in states, timeline(status)
     verdicts = {m["metric"]: m["verdict"] for m in status["measurements"]}
