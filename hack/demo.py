@@ -230,6 +230,12 @@ def enable_addon(env: Env) -> None:
     say(first.strip() or "addon enabled")
 
 
+def prometheus_url() -> str:
+    """The test world's Prometheus (world.py records it in the cluster's state)."""
+    state = json.loads((STATE / "state.json").read_text())
+    return str(state.get("prometheus_url") or "")
+
+
 def start_controller(env: Env) -> None:
     recorded = int(PID_FILE.read_text().strip() or 0) if PID_FILE.exists() else 0
     if recorded and recorded in demo_controllers():
@@ -244,7 +250,7 @@ def start_controller(env: Env) -> None:
         "VP_STATE_DIR": str(STATE / "controller"),
         "PYTHONUNBUFFERED": "1",
         # the analysis asks the test world's Prometheus (the addon's prometheusAddress)
-        "VP_PROMETHEUS_ADDRESS": env.vars.get("VP_PROMETHEUS_URL", ""),
+        "VP_PROMETHEUS_ADDRESS": prometheus_url(),
     }
     with LOG_FILE.open("ab") as log:
         proc = subprocess.Popen(

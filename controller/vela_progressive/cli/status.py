@@ -48,6 +48,8 @@ def next_command(cr: Obj, app: str) -> str:
     phase, state = status.get("phase"), status.get("stepState")
     if phase == Phase.PROGRESSING and state == StepState.APPROVAL:
         return f"kubectl progressive approve {app}"
+    if phase == Phase.PAUSED and "analysis inconclusive" in str(status.get("message", "")):
+        return f"kubectl progressive status {app} -w   (goes on once Prometheus answers; or abort)"
     if phase == Phase.PAUSED:
         return f"kubectl progressive resume {app}"
     if phase == Phase.FAILED and status.get("ending"):
