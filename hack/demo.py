@@ -448,7 +448,8 @@ def summary(env: Env, started: float) -> None:
     print(f"\nThe release took {time.monotonic() - started:.0f}s from `vela up` to Healthy.")
 
 
-def finish(env: Env) -> None:
+def wait_running(env: Env) -> None:
+    """Version 2 released: KubeVela marks the Application running again."""
     app = env.get_json("application", APP, "-n", NAMESPACE) or {}
     workflow = (app.get("status") or {}).get("workflow") or {}
     if app_phase(env) != "running" and workflow.get("finished"):
@@ -467,6 +468,13 @@ def finish(env: Env) -> None:
             every=2,
         )
     say(f"Application {APP}: {app_phase(env)}; {traffic(env)}")
+
+
+def finish(env: Env) -> None:
+    say(
+        f"Application {APP}: {app_phase(env)} (its revision 3 failed its analysis: KubeVela "
+        "waits until you release a fixed version or roll back)"
+    )
     rel = os.path.relpath
     tries = [
         (f"kubectl progressive status {APP}", "the release table and the next command"),
@@ -517,6 +525,7 @@ def run() -> int:
     release_v2(env)
     heading(6, total, "summary")
     summary(env, started)
+    wait_running(env)
     heading(7, total, "a bad version: the analysis rolls it back on its own")
     release_bad(env)
     heading(8, total, "done")
