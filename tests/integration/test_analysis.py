@@ -191,16 +191,25 @@ async def proxy_to(
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", forward)
+    try:
+        async with serving(app) as url:
+            yield url, up
+    finally:
+        await session.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """``app`` on a free loopback port; yields its base URL."""
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield f"http://127.0.0.1:{port}", up
+        yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
-        await session.close()
 
 
 async def test_prometheus_going_away_pauses_the_release_and_it_resumes_when_back(
@@ -230,17 +239,12 @@ async def test_a_webhook_gate_answering_500_holds_its_step_and_200_lets_it_go(
 
     app = web.Application()
     app.router.add_post("/gate", gate)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serving(app) as base:
         steps = [
             {"replicas": 2, "weight": 50, "duration": 0},
             {"replicas": "100%", "weight": 100, "duration": 0},
         ]
-        hook = {"name": "smoke", "type": "rollout", "url": f"http://127.0.0.1:{port}/gate"}
+        hook = {"name": "smoke", "type": "rollout", "url": f"{base}/gate"}
         rel = await release(kube, namespace, steps, webhooks=[hook])
         await rel.set_image(IMAGE.format("v2"), "app-v2")
 
@@ -257,8 +261,6 @@ async def test_a_webhook_gate_answering_500_holds_its_step_and_200_lets_it_go(
         await released(rel)
         assert bodies[0]["type"] == "rollout"
         assert bodies[0]["name"] == "web"
-    finally:
-        await runner.cleanup()
 
 
 async def test_prometheus_credentials_come_from_the_secret_the_metric_names(
