@@ -215,6 +215,7 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
 async def test_prometheus_going_away_pauses_the_release_and_it_resumes_when_back(
     controller: Controller, kube: Kube, namespace: str, cluster: Cluster
 ) -> None:
+    assert cluster.prometheus_url, "the test world runs no Prometheus"
     async with proxy_to(cluster.prometheus_url) as (address, up):
         steps, _ = gated(errors(count=4, inconclusiveLimit=1, prometheusAddress=address))
         rel = await release(kube, namespace, steps)
@@ -306,6 +307,7 @@ async def test_prometheus_credentials_come_from_the_secret_the_metric_names(
             ],
         }
     )
+    assert cluster.prometheus_url, "the test world runs no Prometheus"
     async with proxy_to(cluster.prometheus_url, token="s3cret") as (address, _):
         auth = {"secretName": "prom-token", "type": "bearer"}
         steps, _ = gated(errors(prometheusAddress=address, prometheusAuth=auth))
