@@ -241,7 +241,7 @@ async def test_a_webhook_gate_answering_500_holds_its_step_and_200_lets_it_go(
     app = web.Application()
     app.router.add_post("/gate", gate)
     async with serving(app) as base:
-        steps = [
+        steps: list[Obj] = [
             {"replicas": 2, "weight": 50, "duration": 0},
             {"replicas": "100%", "weight": 100, "duration": 0},
         ]
