@@ -42,8 +42,12 @@ fmt: venv ## Format and auto-fix
 build-binaries: ## Build (or reuse) the test world's binaries from Go modules
 	bash hack/cluster/build.sh
 
+.PHONY: prometheus
+prometheus: ## Install Debian's prometheus package when it is missing (the test world's metrics)
+	@[ -n "$$VP_PROMETHEUS_BIN" ] || bash hack/install-prometheus.sh
+
 .PHONY: cluster-up
-cluster-up: venv ## Start the test world (kube-apiserver, etcd, KCM, scheduler, kwok, KubeVela); prints export KUBECONFIG=...
+cluster-up: venv prometheus ## Start the test world (kube-apiserver, etcd, KCM, scheduler, kwok, KubeVela); prints export KUBECONFIG=...
 	@$(PY) hack/cluster/world.py up
 
 .PHONY: cluster-down
@@ -78,7 +82,7 @@ test-cue: venv build-binaries ## CUE tier: vela def vet and vela dry-run goldens
 	$(PYTEST) -m cue -q
 
 .PHONY: test-cluster
-test-cluster: venv build-binaries ## Test-world, integration and e2e tiers on a real cluster (starts one unless $$KUBECONFIG points at one)
+test-cluster: venv build-binaries prometheus ## Test-world, integration and e2e tiers on a real cluster (starts one unless $$KUBECONFIG points at one)
 	$(PYTEST) -m "cluster or integration or e2e" -q
 
 .PHONY: test
@@ -89,7 +93,7 @@ bench-core: venv ## Benchmark the pure release core: decisions and plans per sec
 	$(PY) hack/bench/core_bench.py
 
 .PHONY: demo
-demo: venv build-binaries ## From nothing to a visible canary release on a local cluster
+demo: venv build-binaries prometheus ## From nothing to a visible canary release on a local cluster
 	$(PY) hack/demo.py
 
 .PHONY: demo-stop
