@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.kit import Release, timeline
+from tests.e2e.kit import Release, eventually, timeline
 from tests.e2e.traffic import DEPLOYMENT, INGRESS, SERVICE
 from vela_progressive.core.status import Phase, StepState
 
@@ -46,6 +46,12 @@ async def test_08_a_gated_release_completes_and_a_bad_version_is_rolled_back_on_
     assert failed["failureReason"] == "AnalysisFailed"
     assert "metric errors" in failed["message"], failed["message"]
     await rel.wait_pods({v2: 4}, within=120)
+
+    async def wound_up() -> bool:
+        # Routes, then pods, then Services: the canary Service goes last.
+        return (await rel.status()).get("endingStage") == "Done"
+
+    await eventually(wound_up, 60, "the abort of version 3 to finish (Services restored)")
     await rel.assert_absent(
         ref(SERVICE, "web-canary"), ref(INGRESS, "web-canary"), ref(DEPLOYMENT, "web-canary")
     )
