@@ -182,7 +182,7 @@ class Reconciler:
         decision = Decision(status, (), 0.0)
         written = status
         for _ in range(MAX_DECISIONS_PER_PASS):
-            obs, ctx = await self._observe(cr, adapter, status, rollout, handed_back)
+            obs, ctx = await self._observe(cr, adapter, status, rollout, handed_back, now)
             decision = decide(status, rollout, obs, ops, now)
             if _moves_pods(decision) and _milestone(decision.status) != _milestone(written):
                 # Status before action: whoever reads the rollout (people, the CLI, a sampler)
@@ -226,6 +226,7 @@ class Reconciler:
         status: RolloutStatus,
         rollout: Rollout,
         handed_back: bool,
+        now: datetime,
     ) -> tuple[Observation, RouteContext | None]:
         try:
             view = await adapter.observe(stable_hint(status))
@@ -236,8 +237,8 @@ class Reconciler:
         ready = None
         if needs_canary_endpoints(status, rollout):
             ready = await self.traffic.canary_ready(rollout.strategy.routings, ctx)
-        measurements = await self._measurements(status, rollout, view, ctx)
-        hooks = due_webhooks(status, rollout, self.clock())
+        measurements = await self._measurements(status, rollout, view, ctx, now)
+        hooks = due_webhooks(status, rollout, now)
         answers = await asyncio.gather(*(webhooks.call(hook, body) for hook, body in hooks))
         problem = None
         if needs_traffic_check(status, rollout):
@@ -256,7 +257,12 @@ class Reconciler:
         return obs, ctx
 
     async def _measurements(
-        self, status: RolloutStatus, rollout: Rollout, view: WorkloadView, ctx: RouteContext
+        self,
+        status: RolloutStatus,
+        rollout: Rollout,
+        view: WorkloadView,
+        ctx: RouteContext,
+        now: datetime,
     ) -> dict[tuple[Gate, str], Taken]:
         """Send the queries of the measurements that are due, all at once."""
         if not status.analysis or rollout.strategy is None:
@@ -273,7 +279,7 @@ class Reconciler:
             stable_selector=ctx.stable_selector,
             new_pods=step.new_pods,
         )
-        dues = due_measurements(status, rollout, targets, self.clock())
+        dues = due_measurements(status, rollout, targets, now)
         taken: dict[tuple[Gate, str], Taken] = {}
         for due in dues:
             headers = await self._credentials(due.metric, view.namespace)
