@@ -134,9 +134,7 @@ def test_a_failing_metric_fails_the_release_and_sends_traffic_back_at_once() -> 
     assert "metric errors" in message
     assert "30 is above the maximum 5" in message
     assert "nginx_ingress_controller_requests" in message  # the query
-    assert isinstance(rel.actions[-1], d.RestoreRoutes) or any(
-        isinstance(a, d.RestoreRoutes) for a in rel.actions
-    )
+    assert any(isinstance(a, d.RestoreRoutes) for a in rel.actions)
     assert rel.status.current_step == 1
 
 
@@ -335,7 +333,7 @@ def test_the_analysis_status_round_trips() -> None:
     again = RolloutStatus.from_dict(raw, T0)
     assert again.to_dict() == raw
     assert raw["measurements"][0]["value"] == "1"
-    assert replace(again) == again
+    assert again == rel.status
 
 
 def test_kubectl_progressive_status_shows_the_measurements_as_a_table() -> None:

@@ -422,6 +422,7 @@ ROWS = [
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
 def test_transition(row: Row) -> None:
+    before = row.status.to_dict()
     decision = d.decide(row.status, row.rollout, row.obs, row.ops, row.now)
     if row.actions or row.name.startswith(
         ("an invalid", "steps that", "a missing", "an unsettled", "a route")
@@ -440,7 +441,7 @@ def test_transition(row: Row) -> None:
     if row.requeue is not None:
         assert decision.requeue == row.requeue
     # The input status is never changed in place.
-    assert row.status == replace(row.status)
+    assert row.status.to_dict() == before
 
 
 def test_a_status_round_trips_through_the_custom_resource() -> None:
