@@ -39,7 +39,7 @@ from vela_progressive.shell.certs import ensure_serving_cert
 from vela_progressive.shell.events import EventSink
 from vela_progressive.shell.kube import Kube, KubeError
 from vela_progressive.shell.reconciler import Reconciler
-from vela_progressive.shell.traffic_port import traffic_port
+from vela_progressive.shell.traffic import traffic_port
 from vela_progressive.shell.workloads import CANARY_OF_LABEL
 
 FINALIZER = f"{API_GROUP}/finalizer"

@@ -15,9 +15,9 @@ import pytest
 
 from vela_progressive.core.model import API_GROUP, API_VERSION, KIND, PlannedStep, TrafficRouting
 from vela_progressive.core.release import ABORT_ANNOTATION, APPROVE_ANNOTATION
+from vela_progressive.core.traffic import TrafficContext
 from vela_progressive.core.workloads import WorkloadView
 from vela_progressive.shell.reconciler import Reconciler
-from vela_progressive.shell.traffic.port import RouteContext
 
 Obj = dict[str, Any]
 T0 = datetime(2026, 11, 26, 12, 0, 0)
@@ -78,30 +78,34 @@ class FakeTraffic:
     ready_endpoints: int = 0
     problem: str | None = None
 
-    async def prepare(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> None:
+    async def prepare(self, routings: tuple[TrafficRouting, ...], ctx: TrafficContext) -> None:
         pass
 
     async def check(
-        self, routings: tuple[TrafficRouting, ...], ctx: RouteContext, steps: object
+        self, routings: tuple[TrafficRouting, ...], ctx: TrafficContext, steps: object
     ) -> str | None:
         return self.problem
 
-    async def canary_ready(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> int:
+    async def canary_ready(self, routings: tuple[TrafficRouting, ...], ctx: TrafficContext) -> int:
         return self.ready_endpoints
 
     async def route(
-        self, routings: tuple[TrafficRouting, ...], ctx: RouteContext, step: PlannedStep
+        self, routings: tuple[TrafficRouting, ...], ctx: TrafficContext, step: PlannedStep
     ) -> None:
         self.journal.calls.append(f"route {step.weight}")
 
-    async def restore_routes(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> None:
+    async def restore_routes(
+        self, routings: tuple[TrafficRouting, ...], ctx: TrafficContext
+    ) -> None:
         self.journal.calls.append("traffic back to stable")
 
-    async def unpin_services(self, routings: tuple[TrafficRouting, ...], ctx: RouteContext) -> None:
+    async def unpin_services(
+        self, routings: tuple[TrafficRouting, ...], ctx: TrafficContext
+    ) -> None:
         self.journal.calls.append("services unpinned")
 
     async def restore_services(
-        self, routings: tuple[TrafficRouting, ...], ctx: RouteContext
+        self, routings: tuple[TrafficRouting, ...], ctx: TrafficContext
     ) -> None:
         self.journal.calls.append("services restored")
 

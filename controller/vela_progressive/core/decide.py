@@ -853,7 +853,8 @@ def _retry(p: _Pass) -> Decision:
 
 
 # ---------------------------------------------------------------------------------- endings
-_STAGES: dict[Ending, tuple[Stage, ...]] = {
+#: The order each ending goes in (the shell's hand-back on deletion follows ``RELEASING``).
+ENDING_STAGES: dict[Ending, tuple[Stage, ...]] = {
     Ending.COMPLETING: (Stage.UNPIN, Stage.ROUTES, Stage.PODS, Stage.SERVICES, Stage.DONE),
     Ending.ROLLING_BACK: (Stage.ROUTES, Stage.PODS, Stage.SERVICES, Stage.DONE),
     Ending.ABORTING: (Stage.ROUTES, Stage.PODS, Stage.SERVICES, Stage.DONE),
@@ -889,7 +890,7 @@ def _enter(p: _Pass, stage: Stage) -> None:
 def _ending(p: _Pass) -> Decision:
     s, view, now = p.s, p.view, p.now
     assert s.ending is not None
-    stages = _STAGES[s.ending]
+    stages = ENDING_STAGES[s.ending]
     first = s.ending_stage is not Stage.DONE
     if s.ending_stage is None or s.ending_stage not in stages:
         _enter(p, stages[0])

@@ -24,6 +24,7 @@ from vela_progressive.core.analysis.judge import Result
 from vela_progressive.core.analysis.spec import Metric
 from vela_progressive.core.analysis.targets import targets_for
 from vela_progressive.core.decide import (
+    ENDING_STAGES,
     Action,
     Decision,
     Observation,
@@ -41,7 +42,8 @@ from vela_progressive.core.decide import (
 )
 from vela_progressive.core.model import ReleaseMode, Strategy
 from vela_progressive.core.release import Operations
-from vela_progressive.core.status import Gate, RolloutStatus
+from vela_progressive.core.status import Ending, Gate, RolloutStatus, Stage
+from vela_progressive.core.traffic import TrafficContext
 from vela_progressive.core.validation import InvalidSpec, Problem, validate_properties
 from vela_progressive.core.workloads import SUPPORTED_KINDS, WorkloadView
 from vela_progressive.shell import webhooks
@@ -49,7 +51,7 @@ from vela_progressive.shell.events import EventSink
 from vela_progressive.shell.kube import Kube, KubeError
 from vela_progressive.shell.prometheus import Prometheus, auth_headers
 from vela_progressive.shell.traffic.manager import TrafficError
-from vela_progressive.shell.traffic.port import RouteContext, TrafficPort
+from vela_progressive.shell.traffic.port import TrafficPort
 from vela_progressive.shell.workloads import WorkloadAdapter, WorkloadMissing, adapter_for
 
 Obj = dict[str, Any]
@@ -158,13 +160,17 @@ class Reconciler:
             return True
         ctx = self._ctx(cr, adapter, view, rollout.strategy)
         routings = rollout.strategy.routings
-        if routings:
-            await self.traffic.unpin_services(routings, ctx)
-            await self.traffic.restore_routes(routings, ctx)
-        if not await adapter.finalize(view):
-            return False
-        if routings:
-            await self.traffic.restore_services(routings, ctx)
+        # The order of a release whose trait was removed, without its grace periods.
+        for stage in ENDING_STAGES[Ending.RELEASING]:
+            if stage is Stage.PODS:
+                if not await adapter.finalize(view):
+                    return False
+            elif routings and stage is Stage.UNPIN:
+                await self.traffic.unpin_services(routings, ctx)
+            elif routings and stage is Stage.ROUTES:
+                await self.traffic.restore_routes(routings, ctx)
+            elif routings and stage is Stage.SERVICES:
+                await self.traffic.restore_services(routings, ctx)
         await self.events.post(cr, "Normal", "Released", "rollout removed: workload handed back")
         return True
 
@@ -227,7 +233,7 @@ class Reconciler:
         rollout: Rollout,
         handed_back: bool,
         now: datetime,
-    ) -> tuple[Observation, RouteContext | None]:
+    ) -> tuple[Observation, TrafficContext | None]:
         try:
             view = await adapter.observe(stable_hint(status))
         except WorkloadMissing as exc:
@@ -261,7 +267,7 @@ class Reconciler:
         status: RolloutStatus,
         rollout: Rollout,
         view: WorkloadView,
-        ctx: RouteContext,
+        ctx: TrafficContext,
         now: datetime,
     ) -> dict[tuple[Gate, str], Taken]:
         """Send the queries of the measurements that are due, all at once."""
@@ -318,7 +324,7 @@ class Reconciler:
         cr: Obj,
         adapter: WorkloadAdapter,
         view: WorkloadView | None,
-        ctx: RouteContext | None,
+        ctx: TrafficContext | None,
         rollout: Rollout,
         decision: Decision,
     ) -> bool:
@@ -403,8 +409,8 @@ class Reconciler:
 
     def _ctx(
         self, cr: Obj, adapter: WorkloadAdapter, view: WorkloadView, strategy: Strategy
-    ) -> RouteContext:
-        return RouteContext(
+    ) -> TrafficContext:
+        return TrafficContext(
             namespace=view.namespace,
             workload=view.name,
             canary_selector=adapter.canary_selector(view),
