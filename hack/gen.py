@@ -183,8 +183,8 @@ def workload_rules() -> dict[str, Any]:
     webhook's rules and the controller's ClusterRole rules, each with its reason as comment
     lines.
 
-    >>> [h["resource"] for h in workload_rules()["hold"]]
-    ['deployments', 'statefulsets']
+    >>> [h["id"] for h in workload_rules()["hold"]][:3]
+    ['hold-deployments', 'hold-statefulsets', 'hold-daemonsets']
     """
     return {
         "hold": [k.webhook_rule for k in registry.REGISTRY],

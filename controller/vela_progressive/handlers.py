@@ -34,7 +34,7 @@ import kopf
 from kopf import cli as kopf_cli
 
 from vela_progressive.core.model import API_GROUP, API_VERSION, HOLD_LABEL, PLURAL
-from vela_progressive.core.workloads import APP_REVISION_LABEL, hold_patch, registry
+from vela_progressive.core.workloads import APP_REVISION_LABEL, hold_patch, key_of, registry
 from vela_progressive.shell.certs import ensure_serving_cert
 from vela_progressive.shell.events import EventSink
 from vela_progressive.shell.kube import Kube, KubeError
@@ -213,7 +213,8 @@ async def released(body: kopf.Body, memo: Any, **_: Any) -> None:
 # ---------------------------------------------------------------- the hold webhook
 def hold(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
     old = kwargs.get("old")
-    change = hold_patch(body["kind"], dict(old) if old else None, dict(body))
+    key = key_of(body.get("apiVersion", ""), body["kind"])
+    change = hold_patch(key, dict(old) if old else None, dict(body))
     if change:
         patch.update(change)
 

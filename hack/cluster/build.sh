@@ -5,13 +5,27 @@
 #   hack/cluster/build.sh k8s vela   build only these families
 #   hack/cluster/build.sh --bindir   print the directory holding every binary (after building)
 #
-# Families (one go.mod each, never joined): k8s, etcd, kwok, vela.
+# Families (one go.mod each, never joined): k8s, etcd, kwok, vela, kruise.
+# kruise's go.mod/go.sum are derived from the upstream module: its replace block copied verbatim,
+# its go.sum seeded from the module's own (some pinned k8s.io versions are unknown to the checksum
+# database), then `go get github.com/openkruise/kruise@<version>`.
 # Cache key = sha256(go.mod, go.sum, go version, this script's BUILD_REV), so a fresh clone
 # reuses the binaries and a changed pin rebuilds only its family.
 # Cache root: $VP_CACHE_DIR (default ~/.cache/vela-progressive).
 set -euo pipefail
 
 BUILD_REV=3
+# kruise-manager is built from a patched copy of the module made at build time (nothing upstream
+# is kept in this repository), two literals changed:
+# - main.go binds the webhook server to a hard-coded 0.0.0.0; the test world listens on loopback
+#   only: 127.0.0.1.
+# - pkg/util/discovery retries "kind not found" with backoff (16 s per kind) before skipping a
+#   controller whose CRD is missing; the test world installs only a few Kruise CRDs, so the
+#   CloneSet/StatefulSet/DaemonSet controllers would start 80 s late (and kruise-manager's
+#   readiness 30 s late). The answer "not found" is final here (CRDs are Established before it
+#   starts): retry only other errors.
+# Bump when kruise_patched_source changes.
+KRUISE_PATCH_REV=2
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${VP_CACHE_DIR:-$HOME/.cache/vela-progressive}
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
@@ -26,7 +40,8 @@ command -v go >/dev/null || die "go is not installed; install Go >= 1.25 (this p
 
 key() {
   local fam=$1
-  { cat "$here/$fam/go.mod" "$here/$fam/go.sum"; go version; echo "$BUILD_REV"; } | sha256sum | cut -c1-16
+  { cat "$here/$fam/go.mod" "$here/$fam/go.sum"; go version; echo "$BUILD_REV"
+    if [ "$fam" = kruise ]; then echo "$KRUISE_PATCH_REV"; fi; } | sha256sum | cut -c1-16
 }
 
 outdir() { echo "$cache/bin/$1-$(key "$1")"; }
@@ -37,7 +52,8 @@ binaries() {
     etcd) echo etcd ;;
     kwok) echo kwok ;;
     vela) echo vela-core vela ;;
-    *) die "unknown family '$1' (known: k8s etcd kwok vela)" ;;
+    kruise) echo kruise-manager ;;
+    *) die "unknown family '$1' (known: k8s etcd kwok vela kruise)" ;;
   esac
 }
 
@@ -50,6 +66,27 @@ k8s_ldflags() {
     f+=" -X $p.gitCommit=0000000000000000000000000000000000000000 -X $p.gitTreeState=clean -X $p.buildDate=$date"
   done
   echo "$f"
+}
+
+kruise_edit() {
+  # kruise_edit FILE FROM TO: replace the one line holding the literal FROM (checked first).
+  local file=$1 from=$2 to=$3
+  [ "$(grep -cF -- "$from" "$file")" = 1 ] || die "kruise: $file no longer has '$from' once; update $0"
+  FROM=$from TO=$to perl -0pi -e 's/\Q$ENV{FROM}\E/$ENV{TO}/' "$file"
+}
+
+kruise_patched_source() {
+  # A copy of the module with the literals changed, used through a temporary modfile's
+  # replace (go build refuses overlays of files in the module cache).
+  local tmp=$1 dir
+  dir=$(cd "$here/kruise" && go list -m -f '{{.Dir}}' github.com/openkruise/kruise)
+  cp -r "$dir" "$tmp/kruise-src" && chmod -R u+w "$tmp/kruise-src"
+  kruise_edit "$tmp/kruise-src/main.go" 'Host:    "0.0.0.0",' 'Host:    "127.0.0.1",'
+  kruise_edit "$tmp/kruise-src/pkg/util/discovery/discovery.go" \
+    'retry.OnError(backOff, func(err error) bool { return true },' \
+    'retry.OnError(backOff, func(err error) bool { return err != errKindNotFound },'
+  cp "$here/kruise/go.mod" "$here/kruise/go.sum" "$tmp/"
+  go mod edit -modfile="$tmp/go.mod" -replace "github.com/openkruise/kruise=$tmp/kruise-src"
 }
 
 build_family() {
@@ -72,6 +109,11 @@ build_family() {
           k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ;;
       etcd) go build -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3 ;;
       kwok) go build -trimpath -ldflags "-s -w" -o "$tmp/kwok" sigs.k8s.io/kwok/cmd/kwok ;;
+      kruise)
+        kruise_patched_source "$tmp"
+        go build -trimpath -modfile="$tmp/go.mod" -ldflags "-s -w" -o "$tmp/kruise-manager" \
+          github.com/openkruise/kruise
+        rm -rf "$tmp/kruise-src" "$tmp/go.mod" "$tmp/go.sum" ;;
       vela)
         local vf="-s -w -X github.com/oam-dev/kubevela/version.VelaVersion=$VELA_VERSION -X github.com/oam-dev/kubevela/version.GitRevision=$VELA_VERSION"
         go build -trimpath -ldflags "$vf" -o "$tmp/vela-core" github.com/oam-dev/kubevela/cmd/core
@@ -93,11 +135,11 @@ build_family() {
 bindir() {
   # One directory of symlinks per combination of family keys.
   local combo=""
-  for f in k8s etcd kwok vela; do combo+="$(key "$f")"; done
+  for f in k8s etcd kwok vela kruise; do combo+="$(key "$f")"; done
   local dir="$cache/bindir-$(echo "$combo" | sha256sum | cut -c1-16)"
   if [ ! -d "$dir" ]; then
     mkdir -p "$dir.tmp.$$"
-    for f in k8s etcd kwok vela; do
+    for f in k8s etcd kwok vela kruise; do
       for b in $(binaries "$f"); do ln -sf "$(outdir "$f")/$b" "$dir.tmp.$$/$b"; done
     done
     mv "$dir.tmp.$$" "$dir" 2>/dev/null || rm -rf "$dir.tmp.$$"
@@ -106,9 +148,9 @@ bindir() {
 }
 
 if [ "${1:-}" = "--bindir" ]; then
-  for f in k8s etcd kwok vela; do build_family "$f"; done
+  for f in k8s etcd kwok vela kruise; do build_family "$f"; done
   bindir
   exit 0
 fi
-families=("$@"); [ ${#families[@]} -gt 0 ] || families=(etcd kwok k8s vela)
+families=("$@"); [ ${#families[@]} -gt 0 ] || families=(etcd kwok k8s vela kruise)
 for f in "${families[@]}"; do build_family "$f"; done

@@ -23,6 +23,7 @@ from tests.cue.vela import REPO, Vela, VelaError
 from tests.support.golden import assert_matches_golden
 
 from vela_progressive.core import model
+from vela_progressive.core.workloads import registry
 
 ADDON = REPO / "addon"
 GOLDEN = REPO / "tests/golden/cue/addon"
@@ -169,11 +170,11 @@ def test_by_default_everything_runs_in_vela_system(
             "service": {
                 "name": "vela-progressive",
                 "namespace": "vela-system",
-                "path": f"/hold-{kind}",
+                "path": f"/{kind.handler_id}",
                 "port": 443,
             }
         }
-        for kind in ("deployments", "statefulsets", "daemonsets")
+        for kind in registry.REGISTRY
     ]
     (webhook, *_) = webhooks
     assert webhook["failurePolicy"] == "Ignore"
@@ -200,6 +201,9 @@ def test_the_webhook_holds_only_labelled_workload_updates(
         ("apps", "deployments"): "/hold-deployments",
         ("apps", "statefulsets"): "/hold-statefulsets",
         ("apps", "daemonsets"): "/hold-daemonsets",
+        ("apps.kruise.io", "clonesets"): "/hold-clonesets-apps-kruise-io",
+        ("apps.kruise.io", "statefulsets"): "/hold-statefulsets-apps-kruise-io",
+        ("apps.kruise.io", "daemonsets"): "/hold-daemonsets-apps-kruise-io",
     }
 
 
@@ -210,7 +214,8 @@ def test_the_webhook_paths_are_the_controllers_handler_ids() -> None:
 
     registered = kopf.get_default_registry()._webhooks.get_all_handlers()
     ids = {h.id for h in registered if h.fn is handlers.hold}
-    assert ids == {"hold-deployments", "hold-statefulsets", "hold-daemonsets"}
+    assert ids == {k.handler_id for k in registry.REGISTRY}
+    assert len(ids) == len(registry.REGISTRY) == 6
 
 
 def test_a_local_controller_gets_a_url_webhook_and_no_deployment(
@@ -223,9 +228,8 @@ def test_a_local_controller_gets_a_url_webhook_and_no_deployment(
     assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= kinds
     webhooks = _object(app, "MutatingWebhookConfiguration")["webhooks"]
     assert [w["clientConfig"] for w in webhooks] == [
-        {"url": "https://127.0.0.1:9443/hold-deployments", "caBundle": "Q0EK"},
-        {"url": "https://127.0.0.1:9443/hold-statefulsets", "caBundle": "Q0EK"},
-        {"url": "https://127.0.0.1:9443/hold-daemonsets", "caBundle": "Q0EK"},
+        {"url": f"https://127.0.0.1:9443/{k.handler_id}", "caBundle": "Q0EK"}
+        for k in registry.REGISTRY
     ]
     assert {w["failurePolicy"] for w in webhooks} == {"Fail"}
 

@@ -20,19 +20,36 @@ STRATEGY = Strategy(steps=(Step(replicas="100%"),))
 
 
 def test_supported_kinds_are_the_registrys() -> None:
-    assert tuple(k.kind for k in registry.REGISTRY) == SUPPORTED_KINDS
-    assert SUPPORTED_KINDS == ("Deployment", "StatefulSet", "DaemonSet")
+    assert tuple(k.key for k in registry.REGISTRY) == SUPPORTED_KINDS
+    assert SUPPORTED_KINDS == (
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "CloneSet.apps.kruise.io",
+        "StatefulSet.apps.kruise.io",
+        "DaemonSet.apps.kruise.io",
+    )
+
+
+def test_a_kind_is_found_by_any_version_it_serves_and_by_its_group() -> None:
+    assert registry.find_type("apps/v1", "StatefulSet") is registry.lookup("StatefulSet")
+    advanced = registry.lookup("StatefulSet.apps.kruise.io")
+    assert registry.find_type("apps.kruise.io/v1beta1", "StatefulSet") is advanced
+    assert registry.find_type("apps.kruise.io/v1alpha1", "StatefulSet") is advanced
+    assert registry.find_type("apps.kruise.io/v1alpha1", "CloneSet") is not None
+    assert registry.find_type("apps.kruise.io/v1beta1", "CloneSet") is None  # not served
+    assert registry.find_type("apps/v1beta1", "Deployment") is None
 
 
 def test_every_kind_names_a_default_style_it_has() -> None:
     for kind in registry.REGISTRY:
         assert kind.default_style in kind.styles
-        assert STRATEGY.mode_for(kind.kind) is kind.default_style
+        assert STRATEGY.mode_for(kind.key) is kind.default_style
         for mode, style in kind.styles.items():
             assert style.mode is mode
-            assert registry.style_for(kind.kind, mode) is style
-        assert (kind.api_version, kind.kind) in KNOWN_KINDS
-        assert KNOWN_KINDS[(kind.api_version, kind.kind)] == (kind.plural, True)
+            assert registry.style_for(kind.key, mode) is style
+        for version in kind.api_versions:
+            assert KNOWN_KINDS[(version, kind.kind)] == (kind.plural, True)
 
 
 def test_the_default_styles() -> None:
@@ -52,25 +69,29 @@ def test_an_unknown_kind_or_style_has_no_adapter() -> None:
 def test_kopf_has_a_hold_webhook_and_a_watch_per_kind() -> None:
     registered = kopf.get_default_registry()
     hooks = {
-        (h.selector.any_name, h.id)
+        (h.selector.group, h.selector.any_name, h.id)
         for h in registered._webhooks.get_all_handlers()
         if h.fn is handlers.hold
     }
-    assert hooks == {(k.plural, f"hold-{k.plural}") for k in registry.REGISTRY}
+    assert hooks == {
+        ("apps", "deployments", "hold-deployments"),
+        ("apps", "statefulsets", "hold-statefulsets"),
+        ("apps", "daemonsets", "hold-daemonsets"),
+        ("apps.kruise.io", "clonesets", "hold-clonesets-apps-kruise-io"),
+        ("apps.kruise.io", "statefulsets", "hold-statefulsets-apps-kruise-io"),
+        ("apps.kruise.io", "daemonsets", "hold-daemonsets-apps-kruise-io"),
+    }
     watches = {
-        (h.selector.any_name, tuple(h.labels or {}))
+        (h.selector.group, h.selector.any_name, tuple(h.labels or {}))
         for h in registered._watching.get_all_handlers()
         if h.fn is handlers.workload_changed
     }
     released = (HOLD_LABEL, APP_REVISION_LABEL)  # a KubeVela workload whose trait was removed
+    kinds = {(k.group, k.plural) for k in registry.REGISTRY}
     assert watches == {
-        ("deployments", (HOLD_LABEL,)),
-        ("statefulsets", (HOLD_LABEL,)),
-        ("daemonsets", (HOLD_LABEL,)),
-        ("deployments", released),
-        ("statefulsets", released),
-        ("daemonsets", released),
-        ("deployments", (CANARY_OF_LABEL,)),
+        *((group, plural, (HOLD_LABEL,)) for group, plural in kinds),
+        *((group, plural, released) for group, plural in kinds),
+        ("apps", "deployments", (CANARY_OF_LABEL,)),
     }
 
 
@@ -80,4 +101,4 @@ def test_every_rule_of_a_kind_reaches_the_merged_rbac() -> None:
         for rule in kind.rbac:
             assert set(rule.verbs) <= merged[(rule.api_groups, rule.resources)]
             assert rule.why
-        assert (("apps",), (kind.plural,)) in merged
+        assert ((kind.group,), (kind.plural,)) in merged

@@ -38,7 +38,14 @@ from vela_progressive.core.validation import (
     resolve_strategy,
     validate_application,
 )
-from vela_progressive.core.workloads import POD_TEMPLATE_HASH, Observed, Write, registry
+from vela_progressive.core.workloads import (
+    POD_TEMPLATE_HASH,
+    Observed,
+    WorkloadKind,
+    Write,
+    key_of,
+    registry,
+)
 from vela_progressive.core.workloads.common import patch_of, template_hash
 from vela_progressive.core.workloads.deployment_partition import stable_example_template
 
@@ -173,7 +180,7 @@ def build_previews(
                     replicas=size,
                     replicas_source=source,
                     strategy=strategy,
-                    plan=plan(strategy, target.kind, size),
+                    plan=plan(strategy, key_of(target.api_version, target.kind), size),
                     publish_version=publish,
                 )
             )
@@ -265,8 +272,12 @@ class WorkloadPreview:
     hand_back: tuple[tuple[str, Obj], ...]
 
 
+def _entry(p: Preview) -> WorkloadKind | None:
+    return registry.find_type(p.target.api_version, p.target.kind)
+
+
 def workload_preview(p: Preview) -> WorkloadPreview:
-    entry = registry.find(p.target.kind)
+    entry = _entry(p)
     style = entry.styles.get(p.plan.mode) if entry is not None else None
     if entry is None or style is None:
         return WorkloadPreview(None, tuple(() for _ in p.plan.steps), ())
@@ -328,7 +339,7 @@ def _traffic_preview(p: Preview, step: PlannedStep) -> list[Obj]:
     real ones are only known in the cluster); each object says so in an annotation.
     """
     route = RouteState(weight=step.weight or 0, matches=step.matches)
-    entry = registry.find(p.target.kind)
+    entry = _entry(p)
     label = entry.revision_label if entry is not None else POD_TEMPLATE_HASH
     objects: list[Obj] = []
     for routing in p.strategy.routings:
@@ -346,7 +357,7 @@ def _traffic_preview(p: Preview, step: PlannedStep) -> list[Obj]:
 
 
 def _unsupported_note(p: Preview) -> str | None:
-    if registry.find(p.target.kind) is not None:
+    if _entry(p) is not None:
         return None
     return (
         f"note: the controller does not release a {p.target.kind} yet; the plan shows the "
@@ -382,8 +393,9 @@ def object_documents(p: Preview) -> list[tuple[str, Obj]]:
 
 def _size(p: Preview) -> str:
     pods = "pod" if p.replicas == 1 else "pods"
-    if p.target.kind == "DaemonSet" and p.replicas_source != "--replicas":
-        return f"{p.replicas} {pods} (DaemonSet: pass --replicas <nodes>)"
+    entry = _entry(p)
+    if entry is not None and entry.sized_by_nodes and p.replicas_source != "--replicas":
+        return f"{p.replicas} {pods} ({entry.kind}: pass --replicas <nodes>)"
     source = {
         "default": "default; use --replicas to change",
         "component properties": "from the component's replicas",

@@ -29,7 +29,7 @@ KNOWN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "Namespace"): ("namespaces", False),
     ("v1", "ConfigMap"): ("configmaps", True),
     ("v1", "ServiceAccount"): ("serviceaccounts", True),
-    **{(k.api_version, k.kind): (k.plural, True) for k in registry.REGISTRY},
+    **{(v, k.kind): (k.plural, True) for k in registry.REGISTRY for v in k.api_versions},
     ("apps/v1", "ReplicaSet"): ("replicasets", True),
     ("apps/v1", "ControllerRevision"): ("controllerrevisions", True),
     ("discovery.k8s.io/v1", "EndpointSlice"): ("endpointslices", True),

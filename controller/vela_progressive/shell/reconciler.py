@@ -45,7 +45,7 @@ from vela_progressive.core.release import Operations
 from vela_progressive.core.status import Ending, Gate, RolloutStatus, Stage
 from vela_progressive.core.traffic import TrafficContext
 from vela_progressive.core.validation import InvalidSpec, Problem, validate_properties
-from vela_progressive.core.workloads import SUPPORTED_KINDS, WorkloadView
+from vela_progressive.core.workloads import WorkloadView, registry
 from vela_progressive.shell import webhooks
 from vela_progressive.shell.events import EventSink
 from vela_progressive.shell.kube import Kube, KubeError
@@ -86,31 +86,34 @@ def owner_reference(cr: Obj) -> Obj:
 
 
 def strategy_of(cr: Obj) -> tuple[Strategy, str]:
-    """The validated strategy and workload kind, or :class:`InvalidSpec` naming the field."""
+    """The validated strategy and the workload kind's registry key, or :class:`InvalidSpec`
+    naming the field."""
     spec = cr.get("spec") or {}
     component = (spec.get("application") or {}).get("component") or cr["metadata"]["name"]
     ref = spec.get("workloadRef") or {}
     raw = spec.get("strategy")
     override = raw.get("workloadType") if isinstance(raw, dict) else None
-    kind = (override or {}).get("kind") or ref.get("kind", "")
+    target = override if isinstance(override, dict) and override.get("kind") else ref
+    api_version, kind = str(target.get("apiVersion") or "apps/v1"), str(target.get("kind") or "")
+    entry = registry.find_type(api_version, kind)
     problems = []
     if not ref.get("name"):
         problems.append(Problem("spec.workloadRef.name", "is missing", "name the workload"))
-    if kind not in SUPPORTED_KINDS:
+    if entry is None:
         problems.append(
             Problem(
                 "spec.workloadRef.kind",
-                f"workload kind {kind or '(none)'} is not supported",
-                f"use one of {', '.join(SUPPORTED_KINDS)}",
+                f"workload kind {kind or '(none)'} ({api_version}) is not supported",
+                f"use one of {', '.join(registry.served_types())}",
             )
         )
-    if problems:
+    if problems or entry is None:
         raise InvalidSpec(problems, component)
     try:
-        props = validate_properties(raw, component=component, workload_kind=kind)
+        props = validate_properties(raw, component=component, workload_kind=entry.key)
     except InvalidSpec as exc:
         raise exc.under("spec.strategy") from None
-    return Strategy.from_properties(props, component), kind
+    return Strategy.from_properties(props, component), entry.key
 
 
 @dataclass

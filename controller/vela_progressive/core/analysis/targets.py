@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from vela_progressive.core.analysis.queries import Targets, pod_regex
 from vela_progressive.core.model import ReleaseMode, Strategy
-from vela_progressive.core.workloads import WorkloadView
+from vela_progressive.core.workloads import WorkloadView, registry
 
 
 def targets_for(
@@ -27,7 +27,8 @@ def targets_for(
     )
     vs = next((r.virtual_service_name for r in strategy.routings if r.virtual_service_name), "")
     canary_style = strategy.mode_for(view.kind) is ReleaseMode.CANARY
-    ordinals = view.kind == "StatefulSet"
+    entry = registry.find(view.kind)
+    ordinals = entry is not None and entry.ordinal_pods
     split = max(view.replicas - new_pods, 0)
     return Targets(
         namespace=view.namespace,

@@ -9,6 +9,7 @@ from typing import Any
 from vela_progressive.core.model import TRAIT_TYPE, Strategy
 from vela_progressive.core.validation.messages import InvalidSpec, Problem, describe, is_integer
 from vela_progressive.core.validation.properties import validate_properties
+from vela_progressive.core.workloads.common import key_of
 
 #: Component types of KubeVela's built-in catalog and the workload kind they render.
 COMPONENT_KINDS: dict[str, tuple[str, str]] = {
@@ -231,7 +232,7 @@ def _component_traits(
             ]
         )
     try:
-        props = validate_properties(raw, component=cname, workload_kind=kind)
+        props = validate_properties(raw, component=cname, workload_kind=key_of(api_version, kind))
     except InvalidSpec as exc:
         raise exc.under(f"{at}.properties") from None
     replicas, source = _component_replicas(comp, where)

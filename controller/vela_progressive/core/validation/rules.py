@@ -26,7 +26,7 @@ from typing import Any
 from vela_progressive.core.capabilities import Rule
 from vela_progressive.core.model import ReleaseMode
 from vela_progressive.core.validation.messages import Problem, problem
-from vela_progressive.core.workloads import registry
+from vela_progressive.core.workloads import key_of, registry
 
 #: Rules the trait's CUE checks too, keyed by id (see ``templates/cue/progressive-rollout.cue.j2``).
 RULES: dict[str, Rule] = {
@@ -162,7 +162,7 @@ def step_problems(props: dict[str, Any]) -> Iterator[Problem]:
 def mode_problems(props: dict[str, Any], workload_kind: str | None) -> Iterator[Problem]:
     """The release mode against the workload kind; traffic against the canary Service."""
     wt = props.get("workloadType")
-    kind = wt["kind"] if wt else workload_kind
+    kind = key_of(wt.get("apiVersion", "apps/v1"), wt["kind"]) if wt else workload_kind
     canary_kinds = registry.kinds_with(ReleaseMode.CANARY)
     if props.get("releaseMode") == "canary" and kind is not None and kind not in canary_kinds:
         yield problem(RULES["canary-mode-kind"], "releaseMode", kind=kind)

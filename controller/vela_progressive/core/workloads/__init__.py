@@ -19,6 +19,7 @@ from vela_progressive.core.workloads.common import (
     WorkloadView,
     Write,
     Writes,
+    key_of,
     template_hash,
     template_without_hash,
     templates_equal,
@@ -42,21 +43,22 @@ __all__ = [
     "Write",
     "Writes",
     "hold_patch",
+    "key_of",
     "registry",
     "template_hash",
     "template_without_hash",
     "templates_equal",
 ]
 
-#: The workload kinds the controller releases (from the registry).
+#: The workload kinds the controller releases: registry keys (:func:`key_of`).
 SUPPORTED_KINDS = registry.kinds()
 
 
-def hold_patch(kind: str, old: Obj | None, new: Obj) -> Obj | None:
+def hold_patch(key: str, old: Obj | None, new: Obj) -> Obj | None:
     """The change that holds an UPDATE of a governed workload, or ``None`` when none is needed.
 
     Only a change of the pod template is held; scaling or label edits pass untouched. Each
-    kind's rule is its registry entry's ``hold``.
+    kind's rule is its registry entry's ``hold``; ``key``: the kind's registry key.
 
     >>> old = {"spec": {"replicas": 3, "template": {"spec": {"image": "v1"}}}}
     >>> new = {"spec": {"replicas": 3, "template": {"spec": {"image": "v2"}}}}
@@ -69,5 +71,5 @@ def hold_patch(kind: str, old: Obj | None, new: Obj) -> Obj | None:
     >>> hold_patch("CronJob", old, new) is None
     True
     """
-    entry = registry.find(kind)
+    entry = registry.find(key)
     return entry.hold(old, new) if entry is not None else None

@@ -39,6 +39,7 @@ _SAFE = "bcdfghjklmnpqrstvwxz2456789"
 class WorkloadView:
     """What the release logic needs to know about a workload, whatever its kind."""
 
+    #: The kind's registry key (:func:`key_of`): ``StatefulSet``, ``CloneSet.apps.kruise.io``.
     kind: str
     name: str
     namespace: str
@@ -66,6 +67,18 @@ class WorkloadView:
     def idle(self) -> bool:
         """Every pod runs the update revision: nothing to release."""
         return self.old_pods == 0 and self.new_pods >= self.replicas and not self.held
+
+
+def key_of(api_version: str, kind: str) -> str:
+    """The registry key of a workload type.
+
+    >>> key_of("apps/v1", "StatefulSet"), key_of("apps.kruise.io/v1beta1", "StatefulSet")
+    ('StatefulSet', 'StatefulSet.apps.kruise.io')
+    >>> key_of("", "Deployment")
+    'Deployment'
+    """
+    group = api_version.rpartition("/")[0] if "/" in api_version else ""
+    return kind if group in ("apps", "") else f"{kind}.{group}"
 
 
 # ---------------------------------------------------------------------------------- templates
@@ -189,7 +202,7 @@ def view_of(
     """The normalised view of a workload object and its pods (``new``: the update revision's)."""
     labels = labels_of(obj)
     return WorkloadView(
-        kind=obj["kind"],
+        kind=key_of(obj["apiVersion"], obj["kind"]),
         name=obj["metadata"]["name"],
         namespace=obj["metadata"]["namespace"],
         replicas=int(obj["spec"].get("replicas", 1)),

@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from vela_progressive.core.model import ANNOTATION_PREFIX, HOLD_LABEL, ReleaseMode
+from vela_progressive.core.traffic.patch import apply_merge_patch
 from vela_progressive.core.workloads.common import (
     APP_REVISION_LABEL,
     CONTROLLER_REVISION_HASH,
@@ -224,8 +225,37 @@ def _aborted(ds: Obj) -> str | None:
 
 
 class PartitionDaemonSet:
+    """The native DaemonSet's release style: ``OnDelete`` while held, each step deletes old pods.
+
+    Subclasses change how the DaemonSet is held and how a step moves its pods
+    (:meth:`held`, :meth:`hold_patch`, :meth:`_step`); abort and hand-back are shared.
+    """
+
     mode = ReleaseMode.BATCH
     companions: tuple[tuple[str, str, str], ...] = ()
+    api_version = "apps/v1"
+    #: Words for the hold in reasons (logs, ``plan``).
+    holding = "updateStrategy OnDelete, so only the pods the release deletes are replaced"
+
+    def held(self, ds: Obj) -> bool:
+        return _held(ds)
+
+    def hold_patch(self, ds: Obj) -> Obj:
+        return _hold_patch(ds)
+
+    def _step_patch(self, view: WorkloadView, new_pods: int) -> Obj:
+        """What a step changes in the DaemonSet itself (merged into the hold): nothing here."""
+        return {}
+
+    def _step_deletes(self, obs: Observed, view: WorkloadView, new_pods: int) -> list[Write]:
+        """The pods a step deletes so ``new_pods`` run the update revision (held, settled)."""
+        return self._replace(
+            obs,
+            view,
+            view.update_revision,
+            new_pods,
+            f"{new_pods} of {view.replicas} pods on the new revision",
+        )
 
     # ------------------------------------------------------------------ observe
     def reads(self, workload: Obj) -> tuple[Read, ...]:
@@ -259,7 +289,7 @@ class PartitionDaemonSet:
             stable=stable_hint or self._stable_guess(obs, update),
             new=new,
             live_pods=len(obs.pods),
-            held=_held(ds),
+            held=self.held(ds),
         )
         return replace(view, replicas=_desired(ds), settled=caught_up)
 
@@ -276,16 +306,18 @@ class PartitionDaemonSet:
 
     # ------------------------------------------------------------------ compute
     def _hold(self, obs: Observed, why: str, extra: Obj | None = None) -> list[Write]:
-        """The hold and ``extra`` as one merge patch, if anything is to change."""
-        patch = _merged(_hold_patch(obs.workload), extra or {})
-        return [patch_of(obs.workload, patch, why)] if patch else []
+        """The hold and ``extra`` as one merge patch, if it changes anything."""
+        patch = _merged(self.hold_patch(obs.workload), extra or {})
+        if not patch or apply_merge_patch(obs.workload, patch) == obs.workload:
+            return []
+        return [patch_of(obs.workload, patch, why)]
 
     def hold(self, obs: Observed, view: WorkloadView) -> Writes:
         return tuple(
             self._hold(
                 obs,
-                f"hold DaemonSet {obs.name}: updateStrategy OnDelete, so only the pods the release "
-                "deletes are replaced (the original strategy is saved in an annotation)",
+                f"hold DaemonSet {obs.name}: {self.holding} (the original strategy is saved in "
+                "an annotation)",
             )
         )
 
@@ -366,16 +398,15 @@ class PartitionDaemonSet:
             )
             return tuple(restored or [])
         stale = ABORTED_ANNOTATION in _annotations(ds)
+        extra: Obj = {"metadata": {"annotations": {ABORTED_ANNOTATION: None}}} if stale else {}
+        moving = bool(update) and view.settled
+        if moving:
+            extra = _merged(extra, self._step_patch(view, new_pods))
         writes = self._hold(
-            obs,
-            f"hold DaemonSet {obs.name}: updateStrategy OnDelete (original saved)",
-            {"metadata": {"annotations": {ABORTED_ANNOTATION: None}}} if stale else None,
+            obs, f"hold DaemonSet {obs.name}: {self.holding} (original saved)", extra
         )
-        if not update or not view.settled:
-            return tuple(writes)
-        writes += self._replace(
-            obs, view, update, new_pods, f"{new_pods} of {view.replicas} pods on the new revision"
-        )
+        if moving:
+            writes += self._step_deletes(obs, view, new_pods)
         return tuple(writes)
 
     def abort(self, obs: Observed, view: WorkloadView) -> Writes:
@@ -442,6 +473,12 @@ class PartitionDaemonSet:
         return {CONTROLLER_REVISION_HASH: view.stable_revision or ""}
 
     # ------------------------------------------------------------------ examples
+    def _example_strategy(self, replicas: int, new_pods: int) -> tuple[Obj, Obj | None]:
+        """The example's update strategy, and the saved original while held mid-release."""
+        if new_pods:
+            return {"type": "OnDelete"}, DEFAULT_STRATEGY
+        return copy.deepcopy(DEFAULT_STRATEGY), None
+
     def example(
         self, namespace: str, name: str, replicas: int, template: Obj, new_pods: int, old_pods: int
     ) -> Observed:
@@ -451,8 +488,9 @@ class PartitionDaemonSet:
         with ``new_pods`` pods on ``template``. It has no surge: ``old_pods`` is ignored."""
         stable_template = stable_example_template(template)
         stable, update = template_hash(stable_template), template_hash(template)
+        strategy, original = self._example_strategy(replicas, new_pods)
         ds: Obj = {
-            "apiVersion": "apps/v1",
+            "apiVersion": self.api_version,
             "kind": "DaemonSet",
             "metadata": {
                 "name": name,
@@ -465,9 +503,7 @@ class PartitionDaemonSet:
             "spec": {
                 "selector": {"matchLabels": dict(labels_of(template))},
                 "template": copy.deepcopy(template),
-                "updateStrategy": {"type": "OnDelete"}
-                if new_pods
-                else copy.deepcopy(DEFAULT_STRATEGY),
+                "updateStrategy": strategy,
             },
             "status": {
                 "observedGeneration": 2,
@@ -478,8 +514,8 @@ class PartitionDaemonSet:
                 "updatedNumberScheduled": new_pods,
             },
         }
-        if new_pods:
-            ds["metadata"]["annotations"] = {ORIGINAL_ANNOTATION: _saved(DEFAULT_STRATEGY)}
+        if original is not None:
+            ds["metadata"]["annotations"] = {ORIGINAL_ANNOTATION: _saved(original)}
         history = tuple(
             controller_revision(ds, t, number)
             for number, t in ((1, stable_template), (2, template))
@@ -509,7 +545,7 @@ def controller_revision(ds: Obj, template: Obj, number: int) -> Obj:
             "labels": {**labels_of(template), CONTROLLER_REVISION_HASH: revision},
             "ownerReferences": [
                 {
-                    "apiVersion": "apps/v1",
+                    "apiVersion": ds["apiVersion"],
                     "kind": "DaemonSet",
                     "name": name,
                     "uid": ds["metadata"]["uid"],
@@ -530,6 +566,7 @@ DAEMONSET = WorkloadKind(
     default_style=ReleaseMode.BATCH,
     revision_label=CONTROLLER_REVISION_HASH,
     hold=hold_rule,
+    sized_by_nodes=True,
     rbac=(
         RbacRule(
             ("apps",),

@@ -12,10 +12,11 @@ Adding a kind is one module under ``core/workloads/`` (its styles' pure compute,
 its :class:`~.style.WorkloadKind`) and one entry in :data:`REGISTRY`
 (``docs/workloads/README.md``).
 
->>> [k.kind for k in REGISTRY]
-['Deployment', 'StatefulSet', 'DaemonSet']
->>> lookup("StatefulSet").handler_id, lookup("StatefulSet").webhook_rule
-('hold-statefulsets', {'group': 'apps', 'version': 'v1', 'resource': 'statefulsets'})
+>>> [k.key for k in REGISTRY]  # doctest: +NORMALIZE_WHITESPACE
+['Deployment', 'StatefulSet', 'DaemonSet', 'CloneSet.apps.kruise.io',
+ 'StatefulSet.apps.kruise.io', 'DaemonSet.apps.kruise.io']
+>>> lookup("StatefulSet").handler_id, lookup("StatefulSet.apps.kruise.io").handler_id
+('hold-statefulsets', 'hold-statefulsets-apps-kruise-io')
 >>> default_style("Deployment").value, [m.value for m in lookup("StatefulSet").styles]
 ('canary', ['batch'])
 """
@@ -23,37 +24,65 @@ its :class:`~.style.WorkloadKind`) and one entry in :data:`REGISTRY`
 from __future__ import annotations
 
 from vela_progressive.core.model import ReleaseMode
+from vela_progressive.core.workloads.advanced_daemonset import ADVANCED_DAEMONSET
+from vela_progressive.core.workloads.advanced_statefulset import ADVANCED_STATEFULSET
+from vela_progressive.core.workloads.cloneset import CLONESET
+from vela_progressive.core.workloads.common import key_of
 from vela_progressive.core.workloads.daemonset import DAEMONSET
 from vela_progressive.core.workloads.deployment import DEPLOYMENT
 from vela_progressive.core.workloads.statefulset import STATEFULSET
 from vela_progressive.core.workloads.style import RbacRule, Style, WorkloadKind
 
 #: Every kind the controller releases, in the order handlers, rules and messages list them.
-REGISTRY: tuple[WorkloadKind, ...] = (DEPLOYMENT, STATEFULSET, DAEMONSET)
+REGISTRY: tuple[WorkloadKind, ...] = (
+    DEPLOYMENT,
+    STATEFULSET,
+    DAEMONSET,
+    CLONESET,
+    ADVANCED_STATEFULSET,
+    ADVANCED_DAEMONSET,
+)
 
-_BY_KIND = {k.kind: k for k in REGISTRY}
+_BY_KEY = {k.key: k for k in REGISTRY}
 
 #: Verbs in the order Kubernetes documentation lists them (merged rules keep this order).
 _VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
 
 
 def kinds() -> tuple[str, ...]:
-    """The kinds' names: ``SUPPORTED_KINDS``."""
-    return tuple(_BY_KIND)
+    """The kinds' registry keys (:func:`~.common.key_of`): ``SUPPORTED_KINDS``."""
+    return tuple(_BY_KEY)
 
 
-def lookup(kind: str) -> WorkloadKind:
-    """The registry entry of ``kind``; :class:`KeyError` for an unsupported kind."""
-    return _BY_KIND[kind]
+def lookup(key: str) -> WorkloadKind:
+    """The registry entry of ``key``; :class:`KeyError` for an unsupported kind."""
+    return _BY_KEY[key]
 
 
-def find(kind: str) -> WorkloadKind | None:
-    return _BY_KIND.get(kind)
+def find(key: str) -> WorkloadKind | None:
+    return _BY_KEY.get(key)
 
 
-def default_style(kind: str) -> ReleaseMode:
-    """The release mode of ``kind`` when the trait names none (batch for an unknown kind)."""
-    entry = _BY_KIND.get(kind)
+def find_type(api_version: str, kind: str) -> WorkloadKind | None:
+    """The entry serving ``apiVersion``/``kind`` (any of its served versions), or ``None``.
+
+    >>> find_type("apps.kruise.io/v1alpha1", "StatefulSet").api_version
+    'apps.kruise.io/v1beta1'
+    >>> find_type("apps/v1beta2", "Deployment") is None
+    True
+    """
+    entry = _BY_KEY.get(key_of(api_version, kind))
+    return entry if entry is not None and api_version in entry.api_versions else None
+
+
+def served_types() -> tuple[str, ...]:
+    """``kind (apiVersion)`` of every served version, for messages."""
+    return tuple(f"{e.kind} ({v})" for e in REGISTRY for v in e.api_versions)
+
+
+def default_style(key: str) -> ReleaseMode:
+    """The release mode of ``key`` when the trait names none (batch for an unknown kind)."""
+    entry = _BY_KEY.get(key)
     return entry.default_style if entry else ReleaseMode.BATCH
 
 
@@ -63,14 +92,14 @@ def kinds_with(mode: ReleaseMode) -> tuple[str, ...]:
     >>> kinds_with(ReleaseMode.CANARY)
     ('Deployment',)
     """
-    return tuple(entry.kind for entry in REGISTRY if mode in entry.styles)
+    return tuple(entry.key for entry in REGISTRY if mode in entry.styles)
 
 
-def style_for(kind: str, mode: ReleaseMode) -> Style:
+def style_for(key: str, mode: ReleaseMode) -> Style:
     """The compute of (kind, mode); :class:`ValueError` when the kind has no such style."""
-    entry = _BY_KIND.get(kind)
+    entry = _BY_KEY.get(key)
     if entry is None:
-        raise ValueError(f"unsupported workload kind {kind}")
+        raise ValueError(f"unsupported workload kind {key}")
     return entry.style(mode)
 
 
@@ -88,7 +117,7 @@ def rbac_rules() -> tuple[RbacRule, ...]:
     rules several kinds share (same groups and resources) with their verbs merged.
 
     >>> [(r.resources, r.verbs) for r in rbac_rules()][-2:]
-    [(('controllerrevisions',), ('get', 'list')), (('pods',), ('get', 'list', 'delete'))]
+    [(('pods',), ('get', 'list', 'delete')), (('controllerrevisions',), ('get', 'list'))]
     """
     by_target: dict[tuple[tuple[str, ...], tuple[str, ...]], list[RbacRule]] = {}
     for entry in REGISTRY:

@@ -88,8 +88,14 @@ def _revision(pod: Obj) -> str | None:
 
 
 class PartitionStatefulSet:
+    """The partition style of a StatefulSet; ``api_version``: ``apps/v1``, or the Advanced
+    StatefulSet's ``apps.kruise.io/v1beta1`` (same partition semantics and revision labels)."""
+
     mode = ReleaseMode.BATCH
     companions: tuple[tuple[str, str, str], ...] = ()
+
+    def __init__(self, api_version: str = "apps/v1") -> None:
+        self.api_version = api_version
 
     # ------------------------------------------------------------------ observe
     def reads(self, workload: Obj) -> tuple[Read, ...]:
@@ -228,7 +234,7 @@ class PartitionStatefulSet:
         update = f"{name}-{template_hash(template)}"
         original = _partition_spec(0)
         sts: Obj = {
-            "apiVersion": "apps/v1",
+            "apiVersion": self.api_version,
             "kind": "StatefulSet",
             "metadata": {
                 "name": name,
@@ -271,6 +277,7 @@ STATEFULSET = WorkloadKind(
     default_style=ReleaseMode.BATCH,
     revision_label=CONTROLLER_REVISION_HASH,
     hold=hold_rule,
+    ordinal_pods=True,
     rbac=(
         RbacRule(
             ("apps",),

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from vela_progressive.core.model import ReleaseMode
-from vela_progressive.core.workloads.common import Obj, Observed, Read, WorkloadView, Writes
+from vela_progressive.core.workloads.common import (
+    Obj,
+    Observed,
+    Read,
+    WorkloadView,
+    Writes,
+    key_of,
+)
 
 
 class Style(Protocol):
@@ -109,6 +116,13 @@ class WorkloadKind:
     hold: HoldRule
     #: ClusterRole rules the controller needs to release this kind, every style included.
     rbac: tuple[RbacRule, ...] = field(default=())
+    #: Other served versions of the same kind (same storage): ``apps.kruise.io/v1alpha1`` of the
+    #: Advanced StatefulSet. The controller reads and writes ``api_version``.
+    other_versions: tuple[str, ...] = ()
+    #: The size of a release is the nodes the workload runs on, not ``spec.replicas``.
+    sized_by_nodes: bool = False
+    #: Pods are numbered (``<name>-<ordinal>``) and a step moves the highest ordinals.
+    ordinal_pods: bool = False
 
     @property
     def group(self) -> str:
@@ -119,14 +133,33 @@ class WorkloadKind:
         return self.api_version.rpartition("/")[2]
 
     @property
+    def key(self) -> str:
+        """The registry key: the kind for the ``apps`` group, else ``<kind>.<group>``
+        (``CloneSet.apps.kruise.io``; an Advanced StatefulSet: ``StatefulSet.apps.kruise.io``)."""
+        return key_of(self.api_version, self.kind)
+
+    @property
+    def api_versions(self) -> tuple[str, ...]:
+        return (self.api_version, *self.other_versions)
+
+    @property
     def handler_id(self) -> str:
-        """The hold webhook handler's id, also its URL path: ``hold-<plural>``."""
-        return f"hold-{self.plural}"
+        """The hold webhook handler's id, also its URL path: ``hold-<plural>`` for the ``apps``
+        group, ``hold-<plural>-<group with dashes>`` otherwise."""
+        if self.group == "apps":
+            return f"hold-{self.plural}"
+        return f"hold-{self.plural}-{self.group.replace('.', '-')}"
 
     @property
     def webhook_rule(self) -> dict[str, str]:
-        """The admission rule of the hold webhook for this kind."""
-        return {"group": self.group, "version": self.version, "resource": self.plural}
+        """The admission rule of the hold webhook for this kind (the other served versions are
+        matched by the webhook's ``matchPolicy: Equivalent``)."""
+        return {
+            "id": self.handler_id,
+            "group": self.group,
+            "version": self.version,
+            "resource": self.plural,
+        }
 
     def style(self, mode: ReleaseMode) -> Style:
         try:

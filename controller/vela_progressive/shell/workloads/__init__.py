@@ -44,4 +44,4 @@ def adapter_for(
     entry = registry.find(kind)
     if entry is None:
         raise ValueError(f"unsupported workload kind {kind}")
-    return Adapter(kube, entry.api_version, kind, entry.style(mode), namespace, name, owner)
+    return Adapter(kube, entry.api_version, entry.kind, entry.style(mode), namespace, name, owner)
