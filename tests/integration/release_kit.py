@@ -22,11 +22,17 @@ V1, V2, V3 = "registry.invalid/web:v1", "registry.invalid/web:v2", "registry.inv
 
 
 def workload(
-    kind: str, name: str, ns: str, replicas: int, image: str, governed: bool = True
+    kind: str,
+    name: str,
+    ns: str,
+    replicas: int,
+    image: str,
+    governed: bool = True,
+    api_version: str = "apps/v1",
 ) -> Obj:
     labels = {"app.oam.dev/component": name}
     obj: Obj = {
-        "apiVersion": "apps/v1",
+        "apiVersion": api_version,
         "kind": kind,
         "metadata": {
             "name": name,
@@ -51,14 +57,20 @@ def workload(
 
 
 def rollout(
-    name: str, ns: str, kind: str, steps: list[Obj], revision: str = "app-v1", **strategy: Any
+    name: str,
+    ns: str,
+    kind: str,
+    steps: list[Obj],
+    revision: str = "app-v1",
+    api_version: str = "apps/v1",
+    **strategy: Any,
 ) -> Obj:
     return {
         "apiVersion": CR_API,
         "kind": KIND,
         "metadata": {"name": name, "namespace": ns},
         "spec": {
-            "workloadRef": {"apiVersion": "apps/v1", "kind": kind, "name": name},
+            "workloadRef": {"apiVersion": api_version, "kind": kind, "name": name},
             "application": {"name": "app", "component": name},
             "revision": {"name": revision, "number": int(revision.rsplit("v", 1)[-1])},
             "strategy": {"canary": {"steps": steps}, **strategy},
@@ -88,6 +100,7 @@ class Release:
     ns: str
     kind: str
     name: str = "web"
+    api_version: str = "apps/v1"
     samples: list[tuple[int | None, str | None, int]] = field(default_factory=list)
 
     async def create(self, replicas: int, steps: list[Obj], **strategy: Any) -> None:
@@ -111,7 +124,7 @@ class Release:
             CR_API, KIND, self.name, self.ns, {"spec": {"revision": {"name": revision}}}
         )
         return await self.kube.patch(
-            "apps/v1",
+            self.api_version,
             self.kind,
             self.name,
             self.ns,
@@ -125,7 +138,7 @@ class Release:
         return got
 
     async def workload(self) -> Obj:
-        got = await self.kube.get("apps/v1", self.kind, self.name, self.ns)
+        got = await self.kube.get(self.api_version, self.kind, self.name, self.ns)
         assert got is not None
         return got
 
@@ -136,7 +149,7 @@ class Release:
             CR_API, KIND, self.name, self.ns, {"spec": {"revision": {"name": revision}}}
         )
         return await self.kube.patch(
-            "apps/v1",
+            self.api_version,
             self.kind,
             self.name,
             self.ns,
