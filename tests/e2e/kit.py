@@ -104,6 +104,19 @@ def rolled_component(app: Obj) -> Obj:
     return comp  # type: ignore[no-any-return]
 
 
+def component_image(comp: Obj) -> str:
+    """The image a component runs: its ``image`` property, or (``k8s-objects``) the first
+    container of the first object with a pod template."""
+    props = comp["properties"]
+    if "image" in props:
+        return str(props["image"])
+    for obj in props.get("objects", []):
+        template = obj.get("spec", {}).get("template")
+        if template:
+            return str(template["spec"]["containers"][0]["image"])
+    raise AssertionError(f"component {comp['name']} names no image")
+
+
 def trait_properties(app: Obj) -> Obj:
     """The progressive-rollout trait's properties in an Application manifest (to edit)."""
     (trait,) = [t for t in rolled_component(app)["traits"] if t["type"] == "progressive-rollout"]
@@ -145,7 +158,7 @@ class Example:
         return str(self._component(1)["name"])
 
     def image(self, version: int) -> str:
-        return str(self._component(version)["properties"]["image"])
+        return component_image(self._component(version))
 
 
 class Release:

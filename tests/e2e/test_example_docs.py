@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.kit import EXAMPLES, rolled_component, trait_properties
+from tests.e2e.kit import EXAMPLES, component_image, rolled_component, trait_properties
 from vela_progressive.cli.main import main as cli
 
 DIRECTORIES = sorted(p for p in EXAMPLES.iterdir() if p.is_dir())
@@ -49,7 +49,7 @@ def test_each_version_is_one_application_with_the_trait_and_a_new_image(
         assert app["kind"] == "Application"
         assert "namespace" not in app["metadata"], f"{path}: the README's -n must decide"
         assert trait_properties(app)["canary"]["steps"], path
-        images.append(rolled_component(app)["properties"]["image"])
+        images.append(component_image(rolled_component(app)))
     assert len(set(images)) == len(images), f"{directory.name}: two versions share an image"
 
 

@@ -333,3 +333,36 @@ async def test_07_daemonset_batches_delete_old_pods_within_max_unavailable(
         k.startswith("rollout.vela-progressive.io/")
         for k in workload["metadata"].get("annotations") or {}
     )
+
+
+async def test_09_cloneset_moves_its_partition_and_the_nginx_weights_with_each_step(
+    release_of: ReleaseOf,
+) -> None:
+    rel = release_of("09-cloneset-nginx")
+    v1, v2 = rel.example.image(1), rel.example.image(2)
+    cloneset = ("apps.kruise.io/v1alpha1", "CloneSet")
+    await rel.deploy_v1(replicas=10)
+    own = (await must_get(rel, cloneset, "cart"))["spec"]["updateStrategy"]
+    assert own["partition"] == 0
+    objects = (ref(SERVICE, "cart"), ref(INGRESS, "cart"))
+    before = await rel.snapshot(*objects)
+    service, ingress = await must_get(rel, SERVICE, "cart"), await must_get(rel, INGRESS, "cart")
+
+    rel.vela_up(2)
+    for step, new in ((1, 2), (2, 5)):
+        await rel.wait_state(step, APPROVAL)
+        await rel.assert_workflow_waits()
+        await rel.wait_pods({v1: 10 - new, v2: new})
+        held = await must_get(rel, cloneset, "cart")
+        assert held["spec"]["updateStrategy"]["partition"] == 10 - new
+        await assert_services_split(rel, "cart", service, stable={v1: 10 - new}, canary={v2: new})
+        await assert_canary_ingress(rel, ingress, "cart", nginx_canary(new * 10))
+        rel.expect_message(f"step {step}/3: {new}/10 pods", "waiting for approval")
+        rel.approve()
+
+    status = await rel.wait_released(2, replicas=10)
+    assert [s for s, state, _ in timeline(status) if state == APPROVAL] == [1, 2]
+    workload = await must_get(rel, cloneset, "cart")
+    assert workload["spec"]["updateStrategy"] == own, "handed back exactly"
+    assert await rel.snapshot(*objects) == before
+    await rel.assert_absent(ref(SERVICE, "cart-canary"), ref(INGRESS, "cart-canary"))
