@@ -9,12 +9,14 @@
     world.py render-definitions DIR     KubeVela's built-in definitions as YAML (no cluster)
     world.py versions                   the pinned versions
 
-Processes: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (10 fake nodes) and
-vela-core, plus Prometheus (Debian's package, own config and data) and the traffic simulator
-(simulator.py, scraped every second), all on free 127.0.0.1 ports chosen at run time. State (PKI,
-kubeconfig, etcd data, logs, pids) lives in <repo>/.cluster/<name>/, so several clusters can run
-side by side. Binaries come from hack/cluster/build.sh (cached outside the checkout); CRDs and
-KubeVela's built-in definitions come from module zips fetched with `go mod download`.
+Processes: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (10 fake nodes),
+vela-core and OpenKruise's kruise-manager (CloneSet, Advanced StatefulSet and Advanced DaemonSet
+controllers and their webhooks), plus Prometheus (Debian's package, own config and data) and the
+traffic simulator (simulator.py, scraped every second), all on free 127.0.0.1 ports chosen at run
+time. State (PKI, kubeconfig, etcd data, logs, pids) lives in <repo>/.cluster/<name>/, so several
+clusters can run side by side. Binaries come from hack/cluster/build.sh (cached outside the
+checkout); CRDs, KubeVela's built-in definitions and Kruise's webhook configurations come from
+module zips fetched with `go mod download`.
 
 Progress goes to stderr; stdout carries only the final `export KUBECONFIG=...` line, so
 `eval "$(hack/cluster/world.py up)"` works.
@@ -79,6 +81,8 @@ K8S_VERSION = _go_mod_version("k8s", "k8s.io/kubernetes")
 ETCD_VERSION = _go_mod_version("etcd", "go.etcd.io/etcd/server/v3")
 KWOK_VERSION = _go_mod_version("kwok", "sigs.k8s.io/kwok")
 VELA_VERSION = _go_mod_version("vela", "github.com/oam-dev/kubevela")
+KRUISE_MODULE = "github.com/openkruise/kruise"
+KRUISE_VERSION = _go_mod_version("kruise", KRUISE_MODULE)
 
 
 @dataclass(frozen=True)
@@ -112,15 +116,20 @@ CRD_SOURCES: tuple[CrdSource, ...] = (
         "v1.31.4",
         ("kubernetes/customresourcedefinitions.gen.yaml",),
     ),
-    # v1.8.4 is not on the proxy; v1.9.0 is, but sum.golang.org does not know it.
+    # v1.8.4 is not on the proxy; v1.9.0 is, but sum.golang.org does not know it. The same
+    # module builds kruise-manager (hack/cluster/kruise/go.mod), which only runs the controllers
+    # whose CRDs exist: keep this list to the three kinds the tests use.
     CrdSource(
         "OpenKruise (CloneSet, Advanced DaemonSet, Advanced StatefulSet)",
-        "github.com/openkruise/kruise",
-        "v1.8.2",
+        KRUISE_MODULE,
+        KRUISE_VERSION,
         (
             "config/crd/bases/apps.kruise.io_clonesets.yaml",
             "config/crd/bases/apps.kruise.io_daemonsets.yaml",
             "config/crd/bases/apps.kruise.io_statefulsets.yaml",
+            # kruise-manager indexes ImagePullJobs unconditionally (pkg/util/fieldindex) and
+            # exits without the CRD; its controller stays off (needs KruiseDaemon).
+            "config/crd/bases/apps.kruise.io_imagepulljobs.yaml",
         ),
     ),
 )
@@ -132,6 +141,21 @@ SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 VELA_NAMESPACE = "vela-system"
 DEFINITION_NS_EXPR = '{{ include "systemDefinitionNamespace" . }}'
 FIELD_MANAGER = "vela-progressive-world"
+# kruise-manager: the namespace it thinks it runs in (POD_NAMESPACE), the webhook configurations it
+# expects to exist (kustomize's "kruise-" prefix on config/webhook/manifests.yaml) and fills in, the
+# resources whose webhooks we keep, and the controllers that must have started.
+KRUISE_NAMESPACE = "kruise-system"
+KRUISE_WEBHOOK_SERVICE = "kruise-webhook-service"
+KRUISE_WEBHOOK_MANIFEST = "config/webhook/manifests.yaml"
+KRUISE_WEBHOOK_CONFIGS = {
+    "MutatingWebhookConfiguration": "kruise-mutating-webhook-configuration",
+    "ValidatingWebhookConfiguration": "kruise-validating-webhook-configuration",
+}
+KRUISE_RESOURCES = frozenset({"clonesets", "statefulsets", "daemonsets"})
+KRUISE_CONTROLLERS = ("cloneset-controller", "statefulset-controller", "daemonset-controller")
+# No kruise-daemon runs here (no node agent, no CRI): turn off what needs it, and the pod webhook
+# (the test world's pods must not depend on kruise-manager).
+KRUISE_FEATURE_GATES = "KruiseDaemon=false,PodWebhook=false"
 BINARIES = (
     "etcd",
     "kube-apiserver",
@@ -141,6 +165,19 @@ BINARIES = (
     "kwok",
     "vela-core",
     "vela",
+    "kruise-manager",
+)
+#: Every process `up` starts (a cluster without one of them was started by an older world.py).
+PROCESSES = (
+    "prometheus",
+    "etcd",
+    "kube-apiserver",
+    "simulator",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "kruise-manager",
+    "vela-core",
 )
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 PORT_NAMES = (
@@ -151,6 +188,9 @@ PORT_NAMES = (
     "kube-scheduler",
     "vela-core-metrics",
     "vela-core-health",
+    "kruise-webhook",
+    "kruise-metrics",
+    "kruise-health",
     "prometheus",
     "simulator",
 )
@@ -533,8 +573,8 @@ def _decode(raw: bytes) -> Any:
         return raw.decode(errors="replace")
 
 
-def http_ok(url: str, timeout: float = 2.0) -> bool:
-    """GET url (TLS not verified: KCM/scheduler serve self-signed certs) and expect 200."""
+def http_get(url: str, timeout: float = 2.0) -> str | None:
+    """GET url (TLS not verified: KCM/scheduler serve self-signed certs); the body if 200."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -543,9 +583,14 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
     )
     try:
         with opener.open(url, timeout=timeout) as response:
-            return bool(response.status == 200)
+            body = response.read().decode(errors="replace")
+            return body if response.status == 200 else None
     except (OSError, urllib.error.URLError):
-        return False
+        return None
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    return http_get(url, timeout) is not None
 
 
 def apiserver_ready(st: State) -> bool:
@@ -621,6 +666,43 @@ def crd_files(source: CrdSource, root: Path) -> list[Path]:
             if kinds == {"CustomResourceDefinition"}:
                 files.append(path)
     return files
+
+
+def kruise_webhook_configurations(kruise_dir: Path) -> list[dict[str, Any]]:
+    """Kruise's webhook configurations, cut down to the CloneSet/StatefulSet/DaemonSet webhooks.
+
+    From the module's config/webhook/manifests.yaml as kustomize would name them; kruise-manager
+    (WEBHOOK_HOST set) turns each service clientConfig into https://HOST:PORT/path and sets the
+    caBundle. Webhooks on pods, built-in workloads, namespaces, CRDs etc. are left out.
+    """
+    path = kruise_dir / KRUISE_WEBHOOK_MANIFEST
+    configs: list[dict[str, Any]] = []
+    for doc in yaml.safe_load_all(path.read_text()):
+        if not doc or doc.get("kind") not in KRUISE_WEBHOOK_CONFIGS:
+            continue
+        kept = []
+        for hook in doc.get("webhooks") or []:
+            rules = hook.get("rules") or []
+            ours = rules and all(
+                rule.get("apiGroups") == ["apps.kruise.io"]
+                and set(rule.get("resources") or ()) <= KRUISE_RESOURCES
+                for rule in rules
+            )
+            if ours and "service" in hook.get("clientConfig", {}):
+                hook["clientConfig"]["service"].update(
+                    namespace=KRUISE_NAMESPACE, name=KRUISE_WEBHOOK_SERVICE
+                )
+                kept.append(hook)
+        name = KRUISE_WEBHOOK_CONFIGS[doc["kind"]]
+        if not kept:
+            raise WorldError(
+                f"{path}: no CloneSet/StatefulSet/DaemonSet webhook in {doc['kind']}",
+                hint="Kruise's webhook manifest changed: update kruise_webhook_configurations()",
+            )
+        configs.append({**doc, "metadata": {"name": name}, "webhooks": kept})
+    if len(configs) != len(KRUISE_WEBHOOK_CONFIGS):
+        raise WorldError(f"{path}: expected one mutating and one validating configuration")
+    return configs
 
 
 def render_definitions(vela_dir: Path, out: Path) -> dict[str, list[Path]]:
@@ -771,10 +853,12 @@ class Starter:
 
         dirs = finish_module_download(*downloads)
         self.install_crds(dirs, api)
+        kruise_started = self.start_kruise(dirs[f"{KRUISE_MODULE}@{KRUISE_VERSION}"], api)
         vela_dir = dirs[f"github.com/oam-dev/kubevela@{VELA_VERSION}"]
         self.install_vela_resources(vela_dir, api)
         self.start_vela_core()
         self.wait_workers(api)
+        self.wait_kruise(api, kruise_started)
         self.wait_metrics()
         self.check_loopback_only()
 
@@ -1004,6 +1088,89 @@ class Starter:
         took = self.wait("vela-core /readyz", lambda: http_ok(health), 90, "vela-core")
         self.say(f"vela-core {VELA_VERSION} ready ({took:.1f}s)")
 
+    def start_kruise(self, kruise_dir: Path, api: Api) -> float:
+        """kruise-manager after its CRDs and the two webhook configurations it fills in.
+
+        Returns when it was started (time.monotonic()); wait_kruise() waits for it.
+        """
+        st = self.st
+        api.ensure("/api/v1/namespaces", namespace_object(KRUISE_NAMESPACE))
+        for config in kruise_webhook_configurations(kruise_dir):
+            api.ensure(_webhook_config_path(config["kind"]), config)
+        # Made here: kruise-manager would create it with mode 0644 (no x bit), which its own
+        # protection.log cannot be created in unless it runs as root.
+        protection_log = st.dir / "kruise-protection-log"
+        protection_log.mkdir(exist_ok=True)
+        started = time.monotonic()
+        self.spawn(
+            "kruise-manager",
+            [
+                self.bin("kruise-manager"),
+                f"--metrics-addr=127.0.0.1:{st.ports['kruise-metrics']}",
+                f"--health-probe-addr=127.0.0.1:{st.ports['kruise-health']}",
+                "--enable-leader-election=false",
+                "--enable-pprof=false",  # would listen on :8090
+                f"--feature-gates={KRUISE_FEATURE_GATES}",
+                f"--protection-log-path={protection_log}",  # default: /log
+            ],
+            env={
+                "KUBECONFIG": str(st.kubeconfig),
+                "POD_NAMESPACE": KRUISE_NAMESPACE,
+                # The webhook server: our port, its own CA and certificate written to files,
+                # and webhook clientConfigs pointing at https://127.0.0.1:<port>/<path>.
+                "WEBHOOK_HOST": "127.0.0.1",
+                "WEBHOOK_PORT": str(st.ports["kruise-webhook"]),
+                "WEBHOOK_CERT_DIR": str(st.dir / "kruise-certs"),
+                "WEBHOOK_CERT_WRITER": "fs",
+            },
+        )
+        return started
+
+    def wait_kruise(self, api: Api, started: float) -> None:
+        st = self.st
+        readyz = f"http://127.0.0.1:{st.ports['kruise-health']}/readyz"  # includes the webhook
+        self.wait("kruise-manager /readyz", lambda: http_ok(readyz), 90, "kruise-manager")
+        prefix = f"https://127.0.0.1:{st.ports['kruise-webhook']}/"
+
+        def webhooks_configured() -> bool:
+            for kind, name in KRUISE_WEBHOOK_CONFIGS.items():
+                code, reply = api.call("GET", f"{_webhook_config_path(kind)}/{name}")
+                hooks = reply.get("webhooks") or [] if code == 200 else []
+                configured = [
+                    h
+                    for h in hooks
+                    if h["clientConfig"].get("url", "").startswith(prefix)
+                    and h["clientConfig"].get("caBundle")
+                ]
+                if not hooks or len(configured) != len(hooks):
+                    return False
+            return True
+
+        self.wait(
+            "kruise webhook configurations (url and caBundle)",
+            webhooks_configured,
+            60,
+            "kruise-manager",
+        )
+        # Controllers are added once the webhook is ready, after a discovery of every kind
+        # kruise knows (the missing ones are retried with backoff); a started controller has
+        # its controller-runtime metrics.
+        metrics = f"http://127.0.0.1:{st.ports['kruise-metrics']}/metrics"
+
+        def controllers_started() -> bool:
+            text = http_get(metrics) or ""
+            return all(
+                f'controller_runtime_max_concurrent_reconciles{{controller="{name}"}}' in text
+                for name in KRUISE_CONTROLLERS
+            )
+
+        self.wait("kruise controllers started", controllers_started, 300, "kruise-manager")
+        self.say(
+            f"kruise-manager {KRUISE_VERSION} ready: CloneSet, Advanced StatefulSet and "
+            f"Advanced DaemonSet controllers, webhooks on {prefix} "
+            f"({time.monotonic() - started:.1f}s since start)"
+        )
+
     def wait_workers(self, api: Api) -> None:
         st = self.st
         for name in ("kube-controller-manager", "kube-scheduler"):
@@ -1034,6 +1201,10 @@ class Starter:
                         record.name,
                         hint="add a flag that binds that listener to 127.0.0.1",
                     )
+
+
+def _webhook_config_path(kind: str) -> str:
+    return f"/apis/admissionregistration.k8s.io/v1/{kind.lower()}s"
 
 
 def _condition(obj: dict[str, Any], kind: str) -> bool:
@@ -1099,6 +1270,9 @@ def cluster_healthy(st: State) -> tuple[bool, str]:
         return False, f"not running: {', '.join(dead)}"
     if not st.processes:
         return False, "no processes recorded"
+    missing = [n for n in PROCESSES if n not in {r.name for r in st.processes}]
+    if missing:  # started by an older world.py
+        return False, f"never started: {', '.join(missing)}"
     if not apiserver_ready(st):
         return False, "kube-apiserver /readyz failed"
     return True, "healthy"
@@ -1285,6 +1459,11 @@ def cmd_status(name: str) -> int:
     print(f"  binaries:   {st.bindir}")
     if st.prometheus_url:
         print(f"  prometheus: {st.prometheus_url}  (scrapes the simulator {st.simulator_url})")
+    if "kruise-webhook" in st.ports:
+        print(
+            f"  kruise:     webhooks on https://127.0.0.1:{st.ports['kruise-webhook']}/, metrics "
+            f"http://127.0.0.1:{st.ports['kruise-metrics']}/metrics"
+        )
     print(f"  {'process':<24} {'pid':>7}  {'state':<8} {'rss MiB':>8}  listening on")
     for record in st.processes:
         alive = is_alive(record)
@@ -1325,6 +1504,7 @@ def cmd_versions() -> int:
     print(f"etcd         go.etcd.io/etcd/server/v3 {ETCD_VERSION}   (hack/cluster/etcd/go.mod)")
     print(f"kwok         sigs.k8s.io/kwok {KWOK_VERSION}   (hack/cluster/kwok/go.mod)")
     print(f"kubevela     github.com/oam-dev/kubevela {VELA_VERSION}   (hack/cluster/vela/go.mod)")
+    print(f"openkruise   {KRUISE_MODULE} {KRUISE_VERSION}   (hack/cluster/kruise/go.mod)")
     for source in CRD_SOURCES:
         print(f"CRDs         {source.module} {source.version}   {source.title}")
     try:

@@ -72,6 +72,7 @@ def test_world_down_stops_every_process_and_frees_every_port() -> None:
             "kube-scheduler",
             "kwok",
             "vela-core",
+            "kruise-manager",
             "prometheus",
             "simulator",
         }
