@@ -208,3 +208,19 @@ def test_the_advanced_daemonset_webhook_holds_a_template_change() -> None:
     native = hold_patch("DaemonSet", old, new)
     assert native is not None
     assert native["spec"]["updateStrategy"]["type"] == "OnDelete"
+
+
+def test_a_reapply_without_the_webhooks_defaults_is_not_held_but_a_new_image_is() -> None:
+    # KubeVela applies the manifest as written; kruise's webhook fills the defaults in later.
+    old = CLONESET.example(NS, NAME, 10, TEMPLATE, 0, 10).workload
+    old["spec"]["template"]["metadata"]["creationTimestamp"] = None
+    old["spec"]["template"]["spec"].update(dnsPolicy="ClusterFirst", restartPolicy="Always")
+    container = old["spec"]["template"]["spec"]["containers"][0]
+    container.update(imagePullPolicy="Always", terminationMessagePath="/dev/termination-log")
+    container["ports"] = [{"containerPort": 9898, "protocol": "TCP"}]
+    raw = copy.deepcopy(old)
+    raw["spec"]["template"] = copy.deepcopy(TEMPLATE)
+    raw["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"containerPort": 9898}]
+    assert hold_patch("CloneSet.apps.kruise.io", old, raw) is None
+    raw["spec"]["template"]["spec"]["containers"][0]["image"] = "cart:v3"
+    assert hold_patch("CloneSet.apps.kruise.io", old, raw) is not None

@@ -142,13 +142,91 @@ def without_nulls(value: Any) -> Any:
     return value
 
 
+#: Pod template fields the API server (native kinds) or a defaulting webhook (OpenKruise kinds)
+#: fills in when a client leaves them out.
+DEFAULTED_POD_FIELDS = (
+    "dnsPolicy",
+    "restartPolicy",
+    "schedulerName",
+    "securityContext",
+    "terminationGracePeriodSeconds",
+)
+DEFAULTED_CONTAINER_FIELDS = (
+    "imagePullPolicy",
+    "resources",
+    "terminationMessagePath",
+    "terminationMessagePolicy",
+)
+
+
+def _filled(new: Any, old: Any, fields: tuple[str, ...]) -> Any:
+    if not isinstance(new, dict) or not isinstance(old, dict):
+        return new
+    return {**{k: old[k] for k in fields if k in old and k not in new}, **new}
+
+
+def _filled_containers(new: Any, old: Any) -> Any:
+    if not isinstance(new, list) or not isinstance(old, list):
+        return new
+    by_name = {c.get("name"): c for c in old if isinstance(c, dict)}
+    out = []
+    for container in new:
+        before = by_name.get(container.get("name")) if isinstance(container, dict) else None
+        if before is None:
+            out.append(container)
+            continue
+        filled = _filled(container, before, DEFAULTED_CONTAINER_FIELDS)
+        ports, old_ports = filled.get("ports"), before.get("ports")
+        if isinstance(ports, list) and isinstance(old_ports, list) and len(ports) == len(old_ports):
+            filled["ports"] = [
+                _filled(port, was, ("protocol",))
+                for port, was in zip(ports, old_ports, strict=True)
+            ]
+        out.append(filled)
+    return out
+
+
+def with_defaults_from(new: Obj, old: Obj) -> Obj:
+    """Pod template ``new`` with the defaulted fields it leaves out taken from ``old``.
+
+    A client that applies its manifest as written (KubeVela's ``k8s-objects``) sends no
+    defaults; for a kind whose defaults come from a mutating webhook (OpenKruise's) the hold
+    webhook may see that request before the defaults are filled in. Such an UPDATE does not
+    change the template. (Removing a field that has a default is seen as no change: the
+    workload's controller then rolls it by its own strategy.)
+
+    >>> old = {"spec": {"dnsPolicy": "ClusterFirst", "containers": [{"name": "a", "image": "v1",
+    ...     "imagePullPolicy": "Always", "ports": [{"containerPort": 80, "protocol": "TCP"}]}]}}
+    >>> new = {"spec": {"containers": [{"name": "a", "image": "v1",
+    ...     "ports": [{"containerPort": 80}]}]}}
+    >>> with_defaults_from(new, old) == old
+    True
+    """
+    spec, old_spec = new.get("spec"), old.get("spec")
+    if not isinstance(spec, dict) or not isinstance(old_spec, dict):
+        return new
+    filled = _filled(spec, old_spec, DEFAULTED_POD_FIELDS)
+    for key in ("containers", "initContainers"):
+        if key in filled:
+            filled[key] = _filled_containers(filled[key], old_spec.get(key))
+    metadata = dict(new.get("metadata") or {})
+    if "creationTimestamp" in (old.get("metadata") or {}):
+        metadata.setdefault("creationTimestamp", old["metadata"]["creationTimestamp"])
+    out = {**new, "spec": filled}
+    if metadata or "metadata" in new:
+        out["metadata"] = metadata
+    return out
+
+
 def pod_template_changed(old: Obj | None, new: Obj) -> bool:
-    """An UPDATE from ``old`` to ``new`` changes the workload's pod template."""
+    """An UPDATE from ``old`` to ``new`` changes the workload's pod template (fields the server
+    or a webhook defaults are not a change when ``new`` leaves them out:
+    :func:`with_defaults_from`)."""
     if old is None:
         return False
     old_t = old.get("spec", {}).get("template", {})
     new_t = new.get("spec", {}).get("template", {})
-    return not templates_equal(old_t, new_t)
+    return not templates_equal(old_t, with_defaults_from(new_t, old_t))
 
 
 # ---------------------------------------------------------------------------------- objects
