@@ -1,12 +1,15 @@
 """Benchmark the controller on a running test cluster (issue: measure, do not assert).
 
     KUBECONFIG=... .venv/bin/python hack/bench/controller_bench.py [--releases 5] [--idle 100]
+        [--kind Deployment|CloneSet]
 
 Measures, with the controller as a real process (hold webhook on 127.0.0.1):
 
 1. step latency: from the moment every pod of step k is Ready (observed by polling pods every
    25 ms) to the moment the controller patches the workload for step k+1 (observed by polling the
-   new ReplicaSet's ``spec.replicas``); steps have ``duration: 0`` so no wait is involved;
+   new ReplicaSet's ``spec.replicas``, or a CloneSet's ``spec.updateStrategy.partition``: pods
+   allowed on the new revision = replicas - partition); steps have ``duration: 0`` so no wait is
+   involved; ``--kind CloneSet`` needs OpenKruise (the test world runs kruise-manager);
 2. API requests per release: the controller's own client counter (Kopf probe ``apiRequests`` on
    the ``--liveness`` endpoint), before and after each release; Kopf's watch streams are extra;
 3. resident memory of the controller with N rollouts idle (VmRSS from /proc after 30 s idle).
@@ -108,28 +111,49 @@ def ready(pod: Obj) -> bool:
     )
 
 
-async def one_release(kube: Kube, ns: str, live: int) -> tuple[list[float], int]:
+#: Workload kinds the benchmark releases: apiVersion, and the update strategy it starts with.
+KINDS: dict[str, tuple[str, Obj | None]] = {
+    "Deployment": ("apps/v1", None),
+    "CloneSet": ("apps.kruise.io/v1alpha1", {"type": "ReCreate", "maxUnavailable": 2}),
+}
+
+
+async def allowed_new(kube: Kube, ns: str, kind: str, name: str) -> int:
+    """Pods the controller has allowed on the new revision so far (what its last patch says)."""
+    if kind == "CloneSet":
+        cs = await kube.get(KINDS[kind][0], kind, name, ns)
+        assert cs is not None
+        partition = cs["spec"].get("updateStrategy", {}).get("partition", 0)
+        if isinstance(partition, str):  # "100%": held
+            return 0
+        return int(cs["spec"]["replicas"]) - int(partition)
+    rs_list = await kube.list("apps/v1", "ReplicaSet", ns)
+    new_rs = [
+        rs
+        for rs in rs_list
+        if rs["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v2")
+    ]
+    return int(new_rs[0]["spec"].get("replicas", 0)) if new_rs else 0
+
+
+async def one_release(kube: Kube, ns: str, live: int, kind: str) -> tuple[list[float], int]:
     name = "web"
-    await kube.create(workload("Deployment", name, ns, 10, "registry.invalid/web:v1"))
-    await kube.create(rollout(name, ns, "Deployment", STEPS, releaseMode="batch"))
+    api_version, strategy = KINDS[kind]
+    obj = workload(kind, name, ns, 10, "registry.invalid/web:v1", api_version=api_version)
+    if strategy is not None:
+        obj["spec"]["updateStrategy"] = strategy
+    await kube.create(obj)
+    cr = rollout(name, ns, kind, STEPS, api_version=api_version, releaseMode="batch")
+    await kube.create(cr)
     await wait_healthy(kube, ns, name)
     await asyncio.sleep(PROBE_CACHE)
     before = sum(probe(live).values())
     await kube.patch(CR_API, KIND, name, ns, {"spec": {"revision": {"name": "app-v2"}}})
-    await kube.patch(
-        "apps/v1",
-        "Deployment",
-        name,
-        ns,
-        {
-            "spec": {
-                "template": {
-                    "spec": {"containers": [{"name": "main", "image": "registry.invalid/web:v2"}]}
-                }
-            }
-        },
-        patch_type="strategic",
-    )
+    current = await kube.get(api_version, kind, name, ns)
+    assert current is not None
+    template = current["spec"]["template"]
+    template["spec"]["containers"][0]["image"] = "registry.invalid/web:v2"
+    await kube.patch(api_version, kind, name, ns, {"spec": {"template": template}})
     ready_at: dict[int, float] = {}
     patched_at: dict[int, float] = {}
     deadline = time.monotonic() + 120
@@ -143,13 +167,7 @@ async def one_release(kube: Kube, ns: str, live: int) -> tuple[list[float], int]
             and ready(p)
             and not p["metadata"].get("deletionTimestamp")
         )
-        rs_list = await kube.list("apps/v1", "ReplicaSet", ns)
-        new_rs = [
-            rs
-            for rs in rs_list
-            if rs["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v2")
-        ]
-        desired = new_rs[0]["spec"].get("replicas", 0) if new_rs else 0
+        desired = await allowed_new(kube, ns, kind, name)
         for k, pods_k in enumerate(PLAN[:-1]):
             if new_ready >= pods_k and k not in ready_at:
                 ready_at[k] = now
@@ -175,7 +193,8 @@ async def idle(kube: Kube, ns: str, count: int) -> None:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--releases", type=int, default=5)
-    parser.add_argument("--idle", type=int, default=100)
+    parser.add_argument("--idle", type=int, default=100, help="0: skip the idle measure")
+    parser.add_argument("--kind", choices=sorted(KINDS), default="Deployment")
     args = parser.parse_args()
     kube = await Kube.connect()
     state = Path(tempfile.mkdtemp(prefix="vp-bench-"))
@@ -202,9 +221,22 @@ async def main() -> None:
             namespaces.append(ns)
             await kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
             await asyncio.sleep(1)  # the default ServiceAccount
-            lat, req = await one_release(kube, ns, live)
+            lat, req = await one_release(kube, ns, live, args.kind)
             latencies += lat
             requests.append(req)
+        print("| measure | value |")
+        print("|---|---|")
+        print(
+            f"| step latency of a {args.kind}, pods Ready → next step's patch "
+            f"(n={len(latencies)}) | median {statistics.median(latencies) * 1000:.0f} ms, "
+            f"worst {max(latencies) * 1000:.0f} ms |"
+        )
+        print(
+            f"| API requests per release (10 replicas, 4 steps; n={len(requests)}) | "
+            f"median {statistics.median(requests):.0f}, min {min(requests)}, max {max(requests)} |"
+        )
+        if not args.idle:
+            return
         ns = f"bench-{os.getpid()}-idle"
         namespaces.append(ns)
         await kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -220,17 +252,6 @@ async def main() -> None:
             int(line.split()[1])
             for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
             if line.startswith("VmRSS:")
-        )
-        print("| measure | value |")
-        print("|---|---|")
-        print(
-            f"| step latency, pods Ready → next step's patch (n={len(latencies)}) | "
-            f"median {statistics.median(latencies) * 1000:.0f} ms, "
-            f"worst {max(latencies) * 1000:.0f} ms |"
-        )
-        print(
-            f"| API requests per release (10 replicas, 4 steps; n={len(requests)}) | "
-            f"median {statistics.median(requests):.0f}, min {min(requests)}, max {max(requests)} |"
         )
         print(f"| {args.idle} rollouts created and Healthy | {settle:.1f} s |")
         print(f"| controller RSS with {args.idle} rollouts idle | {rss_kb / 1024:.0f} MiB |")
