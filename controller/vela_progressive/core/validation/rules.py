@@ -165,7 +165,8 @@ def mode_problems(props: dict[str, Any], workload_kind: str | None) -> Iterator[
     kind = key_of(wt.get("apiVersion", "apps/v1"), wt["kind"]) if wt else workload_kind
     canary_kinds = registry.kinds_with(ReleaseMode.CANARY)
     if props.get("releaseMode") == "canary" and kind is not None and kind not in canary_kinds:
-        yield problem(RULES["canary-mode-kind"], "releaseMode", kind=kind)
+        # Named as the user wrote it (the CUE trait says the same): the kind, not its key.
+        yield problem(RULES["canary-mode-kind"], "releaseMode", kind=kind.partition(".")[0])
     canary = props["canary"]
     if canary.get("disableGenerateCanaryService"):
         routings = canary.get("trafficRoutings", [])
