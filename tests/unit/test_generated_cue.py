@@ -150,7 +150,8 @@ def test_value_bounds_are_on_the_parameter_and_size_limits_on_the_strategy() -> 
         ">=1 & <=100, failureLimit?: >=0, inconclusiveLimit?: >=0, minSamples?: >=0}]"
     )
     assert limits == (
-        "{progressDeadlineSeconds?: >=1, canary?: {steps?: list.MinItems(1) & list.MaxItems(50)"
+        "{progressDeadlineSeconds?: >=1, blueGreen?: {scaleDownDelaySeconds?: >=0}, "
+        "canary?: {steps?: list.MinItems(1) & list.MaxItems(50)"
         " & [...{matches?: [...struct.MinFields(1)], analysis?: {" + metrics + "}}], "
         "trafficRoutings?: [...{gracePeriodSeconds?: >=0}], analysis?: {startingStep?: >=1, "
         + metrics

@@ -409,19 +409,21 @@ def _size(p: Preview) -> str:
 def render_table(p: Preview) -> str:
     t, steps = p.target, p.plan.steps
     canary = p.plan.mode is ReleaseMode.CANARY
+    blue_green = p.plan.mode is ReleaseMode.BLUE_GREEN
     lines = [
         f"Application {t.app} (namespace {p.namespace}), component {t.component}: "
         f"{t.kind}, {_size(p)}, mode {p.plan.mode.value}"
     ]
     if note := _unsupported_note(p):
         lines.append(note)
-    header = ["STEP", "OLD", "NEW", "CANARY" if canary else "PARTITION", "TRAFFIC", "WAIT"]
+    fourth = "PEAK" if blue_green else "CANARY" if canary else "PARTITION"
+    header = ["STEP", "OLD", "NEW", fourth, "TRAFFIC", "WAIT"]
     rows = [
         [
             f"{s.index}/{len(steps)}",
             s.old_pods,
             s.new_pods,
-            s.canary_replicas if canary else s.partition,
+            s.peak_pods if blue_green else s.canary_replicas if canary else s.partition,
             describe_traffic(s),
             _gates(p, s.index, s.wait.describe()),
         ]
@@ -453,6 +455,15 @@ def _finale(p: Preview) -> str:
         text = f"After step {n}: {name} rolls to the new version ({pods})"
         text += ", traffic returns to the stable Service" if routed else ""
         return text + f" and {name}-canary is deleted."
+    if p.plan.mode is ReleaseMode.BLUE_GREEN:
+        delay = p.strategy.scale_down_delay_seconds or 0
+        peak = max((s.peak_pods for s in p.plan.steps), default=p.replicas)
+        text = (
+            f"Step {n} is the switch: every request to the new set; the old set ({pods}) keeps "
+            f"running {delay}s for an instant rollback, then goes"
+        )
+        text += " and traffic returns to the stable Service" if routed else ""
+        return text + f". Peak: {peak} pods."
     text = f"After step {n}: every pod runs the new version ({pods})"
     text += ", traffic returns to the stable Service" if routed else ""
     return text + f" and {name} gets its own update strategy back."

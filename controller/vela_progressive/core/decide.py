@@ -353,7 +353,15 @@ class _Pass:
         self.actions.append(PostEvent(type_, reason, message))
 
     def done(self, requeue: float) -> Decision:
+        if self.blue_green and self.s.canary_revision and self.strategy.routings:
+            serving = serving_set(self.s)
+            if not (self.s.message or "").startswith(serving):
+                self.s.message = f"{serving}; {self.s.message}"
         return Decision(self.s, tuple(self.actions), requeue)
+
+    @property
+    def blue_green(self) -> bool:
+        return self.strategy.mode_for(self.view.kind) is ReleaseMode.BLUE_GREEN
 
     @property
     def grace(self) -> int:
@@ -525,8 +533,28 @@ def _healthy(p: _Pass, message: str) -> None:
 
 
 # ---------------------------------------------------------------------------------- steps
+def serving_set(s: RolloutStatus) -> str:
+    """Which set of a blue-green release gets the requests (its status message starts with it).
+
+    >>> s = RolloutStatus(); s.current_weight = 100
+    >>> serving_set(s)
+    'green (new) serves, blue (old) kept for rollback'
+    >>> s.ending = Ending.ABORTING; serving_set(s)
+    'blue (old) serves'
+    """
+    if s.ending in (Ending.ABORTING, Ending.ROLLING_BACK):
+        return "blue (old) serves"
+    if s.ending is Ending.COMPLETING:
+        return "green (new) serves"
+    if s.current_weight == 100:
+        return "green (new) serves, blue (old) kept for rollback"
+    if s.current_weight:
+        return f"blue (old) serves, green (new) gets {s.current_weight}%"
+    return "blue (old) serves, green (new) in preview"
+
+
 def _expected_old(p: _Pass, step: PlannedStep) -> int:
-    if p.strategy.mode_for(p.view.kind) is ReleaseMode.CANARY:
+    if p.strategy.mode_for(p.view.kind).keeps_old_set:
         return p.view.replicas
     return p.view.replicas - step.new_pods
 
@@ -854,6 +882,10 @@ def _retry(p: _Pass) -> Decision:
 
 # ---------------------------------------------------------------------------------- endings
 #: The order each ending goes in (the shell's hand-back on deletion follows ``RELEASING``).
+#: A blue-green release completes pods first: the old set goes while every request still goes
+#: to the new one, then the stable Service selects the new pods and the routes return to it.
+BLUE_GREEN_COMPLETION = (Stage.PODS, Stage.UNPIN, Stage.ROUTES, Stage.SERVICES, Stage.DONE)
+
 ENDING_STAGES: dict[Ending, tuple[Stage, ...]] = {
     Ending.COMPLETING: (Stage.UNPIN, Stage.ROUTES, Stage.PODS, Stage.SERVICES, Stage.DONE),
     Ending.ROLLING_BACK: (Stage.ROUTES, Stage.PODS, Stage.SERVICES, Stage.DONE),
@@ -891,6 +923,8 @@ def _ending(p: _Pass) -> Decision:
     s, view, now = p.s, p.view, p.now
     assert s.ending is not None
     stages = ENDING_STAGES[s.ending]
+    if s.ending is Ending.COMPLETING and p.blue_green:
+        stages = BLUE_GREEN_COMPLETION
     first = s.ending_stage is not Stage.DONE
     if s.ending_stage is None or s.ending_stage not in stages:
         _enter(p, stages[0])
@@ -941,6 +975,8 @@ def _ending_message(p: _Pass, detail: str) -> str:
         return f"rolling back to the stable revision; {detail}"
     if ending is Ending.RELEASING:
         return f"the trait was removed: handing the workload back; {detail}"
+    if p.blue_green and p.s.ending_stage is Stage.PODS:
+        return f"finalizing: the old set goes; {detail}"
     return f"finalizing: traffic back on the stable Service; {detail}"
 
 

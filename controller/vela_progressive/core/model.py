@@ -6,7 +6,7 @@ already passed :func:`vela_progressive.core.validation.validate_properties` (def
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -29,6 +29,12 @@ ANNOTATION_PREFIX = API_GROUP
 class ReleaseMode(str, Enum):
     CANARY = "canary"
     BATCH = "batch"
+    BLUE_GREEN = "blueGreen"
+
+    @property
+    def keeps_old_set(self) -> bool:
+        """Every old pod keeps running while new ones start (an extra set beside them)."""
+        return self is not ReleaseMode.BATCH
 
 
 class WaitKind(str, Enum):
@@ -166,14 +172,22 @@ class Strategy:
     analysis: BackgroundAnalysis | None = None
     #: HTTP gates and notifications (``canary.webhooks``).
     webhooks: tuple[Webhook, ...] = ()
+    #: Blue-green: seconds the old set keeps running after the switch (``None``: not blue-green).
+    scale_down_delay_seconds: int | None = None
 
     @classmethod
     def from_properties(cls, props: dict[str, Any], component: str) -> Strategy:
         canary = props["canary"]
         wt = props.get("workloadType")
         mode = props.get("releaseMode")
+        steps = tuple(Step.from_dict(s) for s in canary["steps"])
+        delay = None
+        if mode == ReleaseMode.BLUE_GREEN.value:
+            routed = bool(canary.get("trafficRoutings"))
+            steps, delay = blue_green_steps(steps, props.get("blueGreen") or {}, routed=routed)
         return cls(
-            steps=tuple(Step.from_dict(s) for s in canary["steps"]),
+            steps=steps,
+            scale_down_delay_seconds=delay,
             analysis=(
                 BackgroundAnalysis.from_dict(canary["analysis"]) if canary.get("analysis") else None
             ),
@@ -199,6 +213,42 @@ class Strategy:
         from vela_progressive.core.workloads.registry import default_style  # noqa: PLC0415
 
         return default_style(kind)
+
+
+def blue_green_steps(
+    preview: tuple[Step, ...], options: dict[str, Any], *, routed: bool
+) -> tuple[tuple[Step, ...], int]:
+    """The steps of a blue-green release and its scale-down delay.
+
+    ``preview``: the user's steps (new pods beside every old one, no traffic, a weight or
+    matches). The switch (every pod, weight 100 when traffic is routed) is added unless the last
+    step is already one; it waits ``scaleDownDelaySeconds`` with the old set still running
+    (a rollback moves traffic back at once). ``autoPromotion``/``autoPromotionSeconds`` give the
+    last preview step a duration instead of an approval.
+
+    >>> steps, delay = blue_green_steps((Step(replicas="100%"),), {}, routed=True)
+    >>> [(s.replicas, s.weight, s.duration) for s in steps], delay
+    ([('100%', None, None), ('100%', 100, 30)], 30)
+    >>> steps, _ = blue_green_steps((Step(replicas=2), Step(replicas="100%", weight=100)),
+    ...                             {"autoPromotionSeconds": 60, "scaleDownDelaySeconds": 0},
+    ...                             routed=True)
+    >>> [(s.replicas, s.weight, s.duration) for s in steps]
+    [(2, None, 60), ('100%', 100, 0)]
+    """
+    delay = int(options.get("scaleDownDelaySeconds", 30))
+    weight = 100 if routed else None
+    steps = list(preview)
+    last = steps[-1]
+    if last.replicas == "100%" and last.weight == weight and not last.matches:
+        switch = replace(steps.pop(), duration=delay)  # the user's switch (its analysis kept)
+    else:
+        switch = Step(replicas="100%", weight=weight, duration=delay)
+    promote = options.get("autoPromotionSeconds")
+    if promote is None and options.get("autoPromotion"):
+        promote = 0
+    if promote is not None and steps and steps[-1].duration is None:
+        steps[-1] = replace(steps[-1], duration=int(promote))
+    return (*steps, switch), delay
 
 
 @dataclass(frozen=True)
@@ -228,6 +278,11 @@ class PlannedStep:
     partition: int | None = None
     #: Replicas of the extra <name>-canary Deployment (canary style).
     canary_replicas: int | None = None
+
+    @property
+    def peak_pods(self) -> int:
+        """Pods running at once in this step (both sets, surge not counted): capacity."""
+        return self.old_pods + self.new_pods
 
 
 @dataclass(frozen=True)

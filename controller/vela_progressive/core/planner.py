@@ -129,6 +129,10 @@ def _is_full(step: Step, index: int) -> bool:
 def _wait(strategy: Strategy, index: int, step: Step) -> Wait:
     """The wait after step ``index`` (1-based); see the module docstring for the rules."""
     last = index == len(strategy.steps)
+    if last and strategy.scale_down_delay_seconds is not None:
+        # Blue-green's switch: the old set stays this long for an instant rollback.
+        delay = strategy.scale_down_delay_seconds
+        return Wait(WaitKind.DURATION, delay) if delay else Wait(WaitKind.NONE)
     if strategy.auto or (last and _is_full(step, index - 1)):
         return Wait(WaitKind.NONE)
     if strategy.step_partition is not None:
@@ -174,15 +178,16 @@ def plan(strategy: Strategy, kind: str, replicas: int) -> Plan:
             )
         previous = (i, new)
         canary = mode is ReleaseMode.CANARY
+        beside = mode.keeps_old_set  # canary and blue-green: every old pod keeps running
         planned.append(
             PlannedStep(
                 index=i + 1,
                 new_pods=new,
-                old_pods=replicas if canary else replicas - new,
+                old_pods=replicas if beside else replicas - new,
                 weight=step.weight,
                 matches=step.matches,
                 wait=_wait(strategy, i + 1, step),
-                partition=None if canary else replicas - new,
+                partition=None if beside else replicas - new,
                 canary_replicas=new if canary else None,
             )
         )

@@ -68,6 +68,11 @@ RULES: dict[str, Rule] = {
         "this workload is a {kind}",
         "use releaseMode: batch (in place, partition by partition) or leave releaseMode out",
     ),
+    "blue-green-kind": Rule(
+        "blue-green runs a full set of new pods beside every old one, scaling ReplicaSets, and "
+        "works for Deployments only; this workload is a {kind}",
+        "use releaseMode: batch (in place, partition by partition) or leave releaseMode out",
+    ),
     "no-canary-service": Rule(
         "sends traffic to the new version, but disableGenerateCanaryService removes the canary "
         "Service it would go to",
@@ -167,6 +172,9 @@ def mode_problems(props: dict[str, Any], workload_kind: str | None) -> Iterator[
     if props.get("releaseMode") == "canary" and kind is not None and kind not in canary_kinds:
         # Named as the user wrote it (the CUE trait says the same): the kind, not its key.
         yield problem(RULES["canary-mode-kind"], "releaseMode", kind=kind.partition(".")[0])
+    blue_green = registry.kinds_with(ReleaseMode.BLUE_GREEN)
+    if props.get("releaseMode") == "blueGreen" and kind is not None and kind not in blue_green:
+        yield problem(RULES["blue-green-kind"], "releaseMode", kind=kind.partition(".")[0])
     canary = props["canary"]
     if canary.get("disableGenerateCanaryService"):
         routings = canary.get("trafficRoutings", [])

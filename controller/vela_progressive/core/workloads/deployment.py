@@ -1,10 +1,12 @@
-"""Deployment: the registry entry, the webhook's hold rule, and its two release styles
-(:mod:`.deployment_canary`, the default, and :mod:`.deployment_partition`)."""
+"""Deployment: the registry entry, the webhook's hold rule, and its three release styles
+(:mod:`.deployment_canary`, the default, :mod:`.deployment_partition` and
+:mod:`.deployment_bluegreen`)."""
 
 from __future__ import annotations
 
 from vela_progressive.core.model import ReleaseMode
 from vela_progressive.core.workloads.common import POD_TEMPLATE_HASH, Obj, pod_template_changed
+from vela_progressive.core.workloads.deployment_bluegreen import BlueGreenDeployment
 from vela_progressive.core.workloads.deployment_canary import CanaryDeployment
 from vela_progressive.core.workloads.deployment_partition import PartitionDeployment
 from vela_progressive.core.workloads.style import RbacRule, WorkloadKind
@@ -21,7 +23,11 @@ DEPLOYMENT = WorkloadKind(
     api_version="apps/v1",
     kind="Deployment",
     plural="deployments",
-    styles={ReleaseMode.CANARY: CanaryDeployment(), ReleaseMode.BATCH: PartitionDeployment()},
+    styles={
+        ReleaseMode.CANARY: CanaryDeployment(),
+        ReleaseMode.BATCH: PartitionDeployment(),
+        ReleaseMode.BLUE_GREEN: BlueGreenDeployment(),
+    },
     default_style=ReleaseMode.CANARY,
     revision_label=POD_TEMPLATE_HASH,
     hold=hold_rule,
@@ -46,8 +52,8 @@ DEPLOYMENT = WorkloadKind(
             ("apps",),
             ("replicasets",),
             ("get", "list", "create", "patch"),
-            "Partition-style releases scale the old and new ReplicaSets while the Deployment is "
-            "paused.",
+            "Partition-style and blue-green releases scale the old and new ReplicaSets while the "
+            "Deployment is paused.",
         ),
         RbacRule(("",), ("pods",), ("get", "list"), "Ready pods per revision."),
     ),

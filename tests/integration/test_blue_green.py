@@ -1,0 +1,179 @@
+"""Blue-green releases of a real Deployment (10 pods, kwok) behind an NGINX Ingress, an HTTPRoute
+and an Istio VirtualService at once: a full new set beside the old one, a preview by header,
+the switch, the old set kept for the scale-down delay, and abort/rollback that move traffic back
+without creating a pod."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.integration.release_kit import CR_API, V1, V2, Release, eventually, rollout, workload
+from tests.integration.test_release_traffic import INGRESS, ROUTE, ROUTINGS, VS, originals, snapshot
+from tests.support.controller import Controller
+from vela_progressive.core.model import KIND
+from vela_progressive.core.release import ABORT_ANNOTATION
+from vela_progressive.shell.kube import Kube
+
+pytestmark = [pytest.mark.integration]
+
+Obj = dict[str, Any]
+PODS = 10
+HEADER = {"headers": [{"name": "x-preview", "value": "green"}]}
+DELAY = 15
+
+
+async def setup(kube: Kube, ns: str, delay: int = DELAY) -> tuple[Release, list[Obj | None]]:
+    for obj in originals(ns):
+        await kube.create(obj)
+    before = await snapshot(kube, ns)
+    rel = Release(kube, ns, "Deployment")
+    await kube.create(workload("Deployment", "web", ns, PODS, V1))
+    cr = rollout(
+        "web",
+        ns,
+        "Deployment",
+        [{"replicas": "100%", "matches": [HEADER]}],
+        releaseMode="blueGreen",
+        blueGreen={"scaleDownDelaySeconds": delay},
+    )
+    cr["spec"]["strategy"]["canary"]["trafficRoutings"] = ROUTINGS
+    await kube.create(cr)
+    await rel.wait_phase("Healthy")
+    await rel.wait_pods(V1, PODS)
+    return rel, before
+
+
+async def green_weights(kube: Kube, ns: str) -> tuple[int, int, int]:
+    """The share of the new set on the Ingress, the HTTPRoute and the VirtualService."""
+    canary = await kube.get(*INGRESS, "web-canary", ns)
+    annotations = (canary or {}).get("metadata", {}).get("annotations") or {}
+    ingress = int(annotations.get("nginx.ingress.kubernetes.io/canary-weight", 0) or 0)
+    route = await kube.get(*ROUTE, "web", ns)
+    vs = await kube.get(*VS, "web", ns)
+    assert route is not None
+    assert vs is not None
+    backends = route["spec"]["rules"][-1]["backendRefs"]
+    http = (
+        next(w.get("weight", 0) for w in backends if w["name"] == "web-canary")
+        if len(backends) > 1
+        else 0
+    )
+    dests = vs["spec"]["http"][-1]["route"]
+    mesh = (
+        next(d.get("weight", 0) for d in dests if d["destination"]["host"] == "web-canary")
+        if len(dests) > 1
+        else 0
+    )
+    return ingress, int(http), int(mesh)
+
+
+@contextlib.asynccontextmanager
+async def sampling(rel: Release) -> AsyncIterator[list[tuple[int, int, tuple[int, int, int]]]]:
+    """(old Ready pods, new Ready pods, green weights) every ~100 ms while the body runs."""
+    samples: list[tuple[int, int, tuple[int, int, int]]] = []
+    stop = asyncio.Event()
+
+    async def loop() -> None:
+        while not stop.is_set():
+            old = await rel.count(V1, ready_only=True)
+            new = await rel.count(V2, ready_only=True)
+            samples.append((old, new, await green_weights(rel.kube, rel.ns)))
+            await asyncio.sleep(0.1)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield samples
+    finally:
+        stop.set()
+        await task
+
+
+async def pod_names(rel: Release) -> set[str]:
+    return {p["metadata"]["name"] for p in await rel.pods()}
+
+
+async def test_the_new_set_runs_beside_the_old_one_then_takes_every_request_and_the_old_set_goes(
+    controller: Controller, kube: Kube, namespace: str
+) -> None:
+    rel, before = await setup(kube, namespace)
+    async with sampling(rel) as samples:
+        await rel.set_image(V2, "app-v2")
+        status = await rel.wait_step(1)
+        assert status["message"].startswith("blue (old) serves"), status["message"]
+        assert await rel.count(V1, ready_only=True) == PODS
+        assert await rel.count(V2, ready_only=True) == PODS
+        assert await green_weights(kube, namespace) == (0, 0, 0), "preview: matches only"
+        canary = await kube.get(*INGRESS, "web-canary", namespace)
+        assert canary is not None
+        annotations = canary["metadata"]["annotations"]
+        assert annotations["nginx.ingress.kubernetes.io/canary-by-header"] == "x-preview"
+        await rel.approve(1)
+        status = await rel.wait_step(2, "Waiting")
+        assert status["message"].startswith("green (new) serves"), status["message"]
+        assert await green_weights(kube, namespace) == (100, 100, 100)
+        assert await rel.count(V1, ready_only=True) == PODS, "the old set stays for the delay"
+        await rel.wait_phase("Healthy", within=DELAY + 90)
+    await rel.assert_consistent(V2, PODS)
+    assert await snapshot(kube, namespace) == before
+    assert await kube.get(*INGRESS, "web-canary", namespace) is None
+    switched = [i for i, (_, _, w) in enumerate(samples) if w == (100, 100, 100)]
+    assert switched, "the sampler never saw the switch"
+    first = switched[0]
+    # Before the switch: the old set whole; no weight on the new set before its pods were Ready.
+    assert all(old == PODS for old, _, _ in samples[:first]), samples[:first]
+    assert all(w == (0, 0, 0) or new == PODS for _, new, w in samples), "weight before Ready"
+
+
+async def test_abort_before_the_switch_moves_nothing_back_but_the_routes_and_removes_the_new_set(
+    controller: Controller, kube: Kube, namespace: str
+) -> None:
+    rel, before = await setup(kube, namespace)
+    await rel.set_image(V2, "app-v2")
+    await rel.wait_step(1)
+    old_pods = await pod_names(rel)
+    await kube.patch(
+        CR_API, KIND, "web", namespace, {"metadata": {"annotations": {ABORT_ANNOTATION: "app-v2"}}}
+    )
+    await rel.wait_phase("Aborted")
+    await rel.wait_pods(V1, PODS)
+
+    async def green_gone() -> bool:
+        return await rel.count(V2) == 0
+
+    await eventually(green_gone, 60, "the new set removed")
+    assert await snapshot(kube, namespace) == before
+    v1_now = {p["metadata"]["name"] for p in await rel.pods()}
+    assert v1_now <= old_pods, "an old pod was recreated"
+
+
+async def test_a_rollback_during_the_scale_down_delay_switches_back_without_creating_a_pod(
+    controller: Controller, kube: Kube, namespace: str
+) -> None:
+    rel, before = await setup(kube, namespace, delay=120)
+    await rel.set_image(V2, "app-v2")
+    await rel.wait_step(1)
+    await rel.approve(1)
+    await rel.wait_step(2, "Waiting")
+    assert await green_weights(kube, namespace) == (100, 100, 100)
+    existing = await pod_names(rel)
+    # What `kubectl progressive rollback` makes KubeVela do: the stable template, a new revision.
+    await rel.set_image(V1, "app-v3")
+
+    async def back() -> bool:
+        return (
+            await kube.get(*INGRESS, "web-canary", namespace) is None
+            and (await snapshot(kube, namespace))[2:] == before[2:]
+        )
+
+    await eventually(back, 30, "every route back on the old set")
+    status = await rel.wait_phase("Healthy")
+    assert "rolled back" in status["message"], status["message"]
+    await rel.wait_pods(V1, PODS)
+    assert await snapshot(kube, namespace) == before
+    created = await pod_names(rel) - existing
+    assert not created, f"the rollback created pods: {created}"
