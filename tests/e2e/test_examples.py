@@ -366,3 +366,41 @@ async def test_09_cloneset_moves_its_partition_and_the_nginx_weights_with_each_s
     assert workload["spec"]["updateStrategy"] == own, "handed back exactly"
     assert await rel.snapshot(*objects) == before
     await rel.assert_absent(ref(SERVICE, "cart-canary"), ref(INGRESS, "cart-canary"))
+
+
+async def test_10_blue_green_previews_by_header_switches_on_approval_then_drops_the_old_set(
+    release_of: ReleaseOf,
+) -> None:
+    rel = release_of("10-blue-green")
+    v1, v2 = rel.example.image(1), rel.example.image(2)
+    await rel.deploy_v1(replicas=10)
+    objects = (ref(SERVICE, "pay"), ref(INGRESS, "pay"))
+    before = await rel.snapshot(*objects)
+    service, ingress = await must_get(rel, SERVICE, "pay"), await must_get(rel, INGRESS, "pay")
+
+    rel.vela_up(2)
+    await rel.wait_state(1, APPROVAL)
+    await rel.assert_workflow_waits()
+    await rel.wait_pods({v1: 10, v2: 10})  # a whole green set beside the whole blue one
+    await assert_services_split(rel, "pay", service, stable={v1: 10}, canary={v2: 10})
+    preview = nginx_canary(0, ("x-preview", "green"))
+    del preview["nginx.ingress.kubernetes.io/canary-weight"]  # matches only, no weight
+    await assert_canary_ingress(rel, ingress, "pay", preview)
+    rel.expect_message("blue (old) serves, green (new) in preview", "waiting for approval")
+    assert "blue (old) serves" in rel.cli("status", rel.app).stdout
+
+    rel.approve()
+    await rel.wait_state(2, WAITING)
+    await assert_canary_ingress(rel, ingress, "pay", nginx_canary(100))
+    await rel.wait_pods({v1: 10, v2: 10})  # blue kept for the scale-down delay
+    rel.expect_message("green (new) serves, blue (old) kept for rollback")
+
+    status = await rel.wait_released(2, replicas=10)
+    assert seconds_in(status, 2, WAITING) >= 20 - 1, timeline(status)
+    assert await rel.snapshot(*objects) == before
+    await rel.assert_absent(ref(SERVICE, "pay-canary"), ref(INGRESS, "pay-canary"))
+    workload = await must_get(rel, DEPLOYMENT, "pay")
+    assert not workload["spec"].get("paused")
+    assert workload["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert workload["spec"].get("minReadySeconds", 0) == 0, "handed back exactly"
+    assert workload["spec"]["progressDeadlineSeconds"] == 600
