@@ -177,3 +177,52 @@ async def test_a_rollback_during_the_scale_down_delay_switches_back_without_crea
     assert await snapshot(kube, namespace) == before
     created = await pod_names(rel) - existing
     assert not created, f"the rollback created pods: {created}"
+
+
+async def test_an_hpa_keeps_sizing_the_deployment_and_both_sets_follow_it(
+    controller: Controller, kube: Kube, namespace: str
+) -> None:
+    # The HPA keeps control of spec.replicas during a blue-green release: the old set follows
+    # it (every pod kept) and the new set is re-planned on it; the HPA object is never changed.
+    rel, before = await setup(kube, namespace)
+    await rel.set_image(V2, "app-v2")
+    await rel.wait_step(1)
+    hpa: Obj = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            # minReplicas above the current size: the HPA controller scales without metrics
+            "minReplicas": 12,
+            "maxReplicas": 12,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 50},
+                    },
+                }
+            ],
+        },
+    }
+    await kube.create(hpa)
+    created = await kube.get("autoscaling/v2", "HorizontalPodAutoscaler", "web", namespace)
+    assert created is not None
+
+    async def resized() -> bool:
+        return int((await rel.workload())["spec"]["replicas"]) == 12
+
+    await eventually(resized, 60, "the HPA to scale the Deployment to 12")
+    await rel.wait_pods(V1, 12)
+    await rel.wait_pods(V2, 12)
+    await rel.wait_step(1)
+    await rel.approve(1)
+    await rel.wait_phase("Healthy", within=DELAY + 90)
+    await rel.wait_pods(V2, 12)
+    assert await rel.count(V1) == 0
+    after = await kube.get("autoscaling/v2", "HorizontalPodAutoscaler", "web", namespace)
+    assert after is not None
+    assert after["spec"] == created["spec"], "the HPA was changed"
+    assert await snapshot(kube, namespace) == before
