@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.integration.release_kit import CR_API, V1, V2, Release, eventually, rollout, workload
+from tests.integration.test_release_safety import canary_weight, nginx_release
 from tests.integration.test_release_traffic import INGRESS, ROUTE, ROUTINGS, VS, originals, snapshot
 from tests.support.controller import Controller
 from vela_progressive.core.model import KIND
@@ -226,3 +227,43 @@ async def test_an_hpa_keeps_sizing_the_deployment_and_both_sets_follow_it(
     assert after is not None
     assert after["spec"] == created["spec"], "the HPA was changed"
     assert await snapshot(kube, namespace) == before
+
+
+async def test_a_failed_gate_during_the_preview_sends_traffic_back_and_removes_the_new_set(
+    controller: Controller, kube: Kube, namespace: str
+) -> None:
+    # The preview takes 20% of the requests and is gated by the error rate (the test world's
+    # traffic simulator makes a "-bad" image fail 30% of them): onFailure abort.
+    errors = {
+        "name": "errors",
+        "template": "request-error-rate",
+        "thresholdRange": {"max": 5},
+        "interval": 5,
+        "count": 2,
+    }
+    steps = [{"replicas": "100%", "weight": 20, "duration": 0, "analysis": {"metrics": [errors]}}]
+    rel = await nginx_release(
+        kube,
+        namespace,
+        steps,
+        replicas=4,
+        releaseMode="blueGreen",
+        blueGreen={"scaleDownDelaySeconds": 5},
+    )
+    blue = await pod_names(rel)
+    await rel.set_image("registry.invalid/web:v2-bad", "app-v2")
+    status = await rel.wait_phase("Failed", within=120)
+    assert status["failureReason"] == "AnalysisFailed", status["message"]
+
+    async def traffic_on_blue() -> bool:
+        return await canary_weight(kube, namespace) == 0
+
+    await eventually(traffic_on_blue, 15, "every request back on the old set")
+    await rel.wait_pods(V1, 4)
+
+    async def green_gone() -> bool:
+        return await rel.count("registry.invalid/web:v2-bad") == 0
+
+    await eventually(green_gone, 60, "the new set removed")
+    assert await pod_names(rel) == blue, "the old set was touched"
+    assert (await rel.cr())["status"]["currentStep"] == 1, "the switch never ran"
