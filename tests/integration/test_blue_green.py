@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.release_kit import CR_API, V1, V2, Release, eventually, rollout, workload
+from tests.integration.release_kit import CR_API, V1, V2, V3, Release, eventually, rollout, workload
 from tests.integration.test_release_safety import canary_weight, nginx_release
 from tests.integration.test_release_traffic import INGRESS, ROUTE, ROUTINGS, VS, originals, snapshot
 from tests.support.controller import Controller
@@ -267,3 +267,26 @@ async def test_a_failed_gate_during_the_preview_sends_traffic_back_and_removes_t
     await eventually(green_gone, 60, "the new set removed")
     assert await pod_names(rel) == blue, "the old set was touched"
     assert (await rel.cr())["status"]["currentStep"] == 1, "the switch never ran"
+
+
+async def test_a_newer_revision_after_the_switch_moves_traffic_back_to_the_old_set_first(
+    controller: Controller, kube: Kube, namespace: str
+) -> None:
+    # v2 took every request; v3 arrives during the scale-down delay. The old set (v1) is still
+    # whole: traffic goes back to it before v3's pods start, v2's set goes, v3 is previewed.
+    rel, _ = await setup(kube, namespace, delay=120)
+    await rel.set_image(V2, "app-v2")
+    await rel.wait_step(1)
+    await rel.approve(1)
+    await rel.wait_step(2, "Waiting")
+    assert await green_weights(kube, namespace) == (100, 100, 100)
+    await rel.set_image(V3, "app-v3")
+    status = await rel.wait_step(1)
+    assert status["message"].startswith("blue (old) serves"), status["message"]
+    assert await green_weights(kube, namespace) == (0, 0, 0)
+    await rel.wait_pods(V3, PODS)
+    assert await rel.count(V2) == 0
+    assert await rel.count(V1, ready_only=True) == PODS
+    await rel.approve(1)
+    await rel.wait_step(2, "Waiting")
+    assert await green_weights(kube, namespace) == (100, 100, 100)
