@@ -140,7 +140,10 @@ def render_trait(schema: Json) -> str:
         resolved_routings=cue.resolved_routings("parameter.canary.trafficRoutings", depth=1),
         routing_objects=cue.routing_objects(),
         canary_kinds=registry.kinds_with(model.ReleaseMode.CANARY),
-        blue_green_kinds=registry.kinds_with(model.ReleaseMode.BLUE_GREEN),
+        # as the trait names them (the CUE compares the workload's kind, not its registry key)
+        blue_green_kinds=[
+            k.partition(".")[0] for k in registry.kinds_with(model.ReleaseMode.BLUE_GREEN)
+        ],
         type_only_fields=capabilities.type_only_fields(),
         providers=providers,
         match_features=capabilities.MATCH_FEATURES,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.integration.release_kit import CR_API, V1, V2, V3, Release, eventually, rollout, workload
+from tests.integration.test_kruise_workloads import kubevela_applies
 from tests.integration.test_release_safety import canary_weight, nginx_release
 from tests.integration.test_release_traffic import INGRESS, ROUTE, ROUTINGS, VS, originals, snapshot
 from tests.support.controller import Controller
@@ -28,17 +29,31 @@ HEADER = {"headers": [{"name": "x-preview", "value": "green"}]}
 DELAY = 15
 
 
-async def setup(kube: Kube, ns: str, delay: int = DELAY) -> tuple[Release, list[Obj | None]]:
+#: The kinds with a blue-green style: (apiVersion, kind, the user's update strategy).
+KINDS = {
+    "Deployment": ("apps/v1", "Deployment", None),
+    "CloneSet": ("apps.kruise.io/v1alpha1", "CloneSet", {"type": "ReCreate", "maxUnavailable": 2}),
+}
+
+
+async def setup(
+    kube: Kube, ns: str, delay: int = DELAY, kind: str = "Deployment"
+) -> tuple[Release, list[Obj | None]]:
+    api_version, name, strategy = KINDS[kind]
     for obj in originals(ns):
         await kube.create(obj)
     before = await snapshot(kube, ns)
-    rel = Release(kube, ns, "Deployment")
-    await kube.create(workload("Deployment", "web", ns, PODS, V1))
+    rel = Release(kube, ns, name, api_version=api_version)
+    obj = workload(name, "web", ns, PODS, V1, api_version=api_version)
+    if strategy is not None:
+        obj["spec"]["updateStrategy"] = strategy
+    await kube.create(obj)
     cr = rollout(
         "web",
         ns,
-        "Deployment",
+        name,
         [{"replicas": "100%", "matches": [HEADER]}],
+        api_version=api_version,
         releaseMode="blueGreen",
         blueGreen={"scaleDownDelaySeconds": delay},
     )
@@ -94,16 +109,33 @@ async def sampling(rel: Release) -> AsyncIterator[list[tuple[int, int, tuple[int
         await task
 
 
+def handed_back_fields(obj: Obj) -> Obj:
+    """The fields a blue-green hold changes, as the user had them."""
+    spec = obj["spec"]
+    keys = ("paused", "strategy", "updateStrategy", "minReadySeconds", "progressDeadlineSeconds")
+    return {k: spec.get(k) for k in keys}
+
+
+async def release_image(rel: Release, image: str, revision: str) -> None:
+    """What KubeVela does on a new revision (a merge patch: CloneSets take no strategic one)."""
+    if rel.kind == "Deployment":
+        await rel.set_image(image, revision)
+    else:
+        await kubevela_applies(rel, image, revision)
+
+
 async def pod_names(rel: Release) -> set[str]:
     return {p["metadata"]["name"] for p in await rel.pods()}
 
 
+@pytest.mark.parametrize("kind", sorted(KINDS))
 async def test_the_new_set_runs_beside_the_old_one_then_takes_every_request_and_the_old_set_goes(
-    controller: Controller, kube: Kube, namespace: str
+    controller: Controller, kube: Kube, namespace: str, kind: str
 ) -> None:
-    rel, before = await setup(kube, namespace)
+    rel, before = await setup(kube, namespace, kind=kind)
+    own = handed_back_fields(await rel.workload())
     async with sampling(rel) as samples:
-        await rel.set_image(V2, "app-v2")
+        await release_image(rel, V2, "app-v2")
         status = await rel.wait_step(1)
         assert status["message"].startswith("blue (old) serves"), status["message"]
         assert await rel.count(V1, ready_only=True) == PODS
@@ -120,6 +152,7 @@ async def test_the_new_set_runs_beside_the_old_one_then_takes_every_request_and_
         assert await rel.count(V1, ready_only=True) == PODS, "the old set stays for the delay"
         await rel.wait_phase("Healthy", within=DELAY + 90)
     await rel.assert_consistent(V2, PODS)
+    assert handed_back_fields(await rel.workload()) == own, "not handed back exactly"
     assert await snapshot(kube, namespace) == before
     assert await kube.get(*INGRESS, "web-canary", namespace) is None
     switched = [i for i, (_, _, w) in enumerate(samples) if w == (100, 100, 100)]
@@ -130,11 +163,12 @@ async def test_the_new_set_runs_beside_the_old_one_then_takes_every_request_and_
     assert all(w == (0, 0, 0) or new == PODS for _, new, w in samples), "weight before Ready"
 
 
+@pytest.mark.parametrize("kind", sorted(KINDS))
 async def test_abort_before_the_switch_moves_nothing_back_but_the_routes_and_removes_the_new_set(
-    controller: Controller, kube: Kube, namespace: str
+    controller: Controller, kube: Kube, namespace: str, kind: str
 ) -> None:
-    rel, before = await setup(kube, namespace)
-    await rel.set_image(V2, "app-v2")
+    rel, before = await setup(kube, namespace, kind=kind)
+    await release_image(rel, V2, "app-v2")
     await rel.wait_step(1)
     old_pods = await pod_names(rel)
     await kube.patch(
@@ -152,18 +186,19 @@ async def test_abort_before_the_switch_moves_nothing_back_but_the_routes_and_rem
     assert v1_now <= old_pods, "an old pod was recreated"
 
 
+@pytest.mark.parametrize("kind", sorted(KINDS))
 async def test_a_rollback_during_the_scale_down_delay_switches_back_without_creating_a_pod(
-    controller: Controller, kube: Kube, namespace: str
+    controller: Controller, kube: Kube, namespace: str, kind: str
 ) -> None:
-    rel, before = await setup(kube, namespace, delay=120)
-    await rel.set_image(V2, "app-v2")
+    rel, before = await setup(kube, namespace, delay=120, kind=kind)
+    await release_image(rel, V2, "app-v2")
     await rel.wait_step(1)
     await rel.approve(1)
     await rel.wait_step(2, "Waiting")
     assert await green_weights(kube, namespace) == (100, 100, 100)
     existing = await pod_names(rel)
     # What `kubectl progressive rollback` makes KubeVela do: the stable template, a new revision.
-    await rel.set_image(V1, "app-v3")
+    await release_image(rel, V1, "app-v3")
 
     async def back() -> bool:
         return (

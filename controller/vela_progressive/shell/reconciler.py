@@ -103,7 +103,7 @@ def strategy_of(cr: Obj) -> tuple[Strategy, str]:
         problems.append(
             Problem(
                 "spec.workloadRef.kind",
-                f"workload kind {kind or '(none)'} ({api_version}) is not supported",
+                f"workload kind {kind or '(none)'} is not supported (apiVersion {api_version})",
                 f"use one of {', '.join(registry.served_types())}",
             )
         )

@@ -69,8 +69,8 @@ RULES: dict[str, Rule] = {
         "use releaseMode: batch (in place, partition by partition) or leave releaseMode out",
     ),
     "blue-green-kind": Rule(
-        "blue-green runs a full set of new pods beside every old one, scaling ReplicaSets, and "
-        "works for Deployments only; this workload is a {kind}",
+        "blue-green runs a full set of new pods beside every old one and works for Deployments "
+        "and CloneSets only; this workload is a {kind}",
         "use releaseMode: batch (in place, partition by partition) or leave releaseMode out",
     ),
     "no-canary-service": Rule(

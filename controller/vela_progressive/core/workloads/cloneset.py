@@ -325,11 +325,126 @@ class PartitionCloneSet:
         return Observed(cs, pods=tuple(pods))
 
 
+# ---------------------------------------------------------------------------------- blue-green
+# CloneSet, blue-green style: a full set of new pods beside every old one, then the switch.
+#
+# A CloneSet scales out with ``maxSurge`` pods of the update revision before it removes old ones,
+# and removes an old pod only while no more than ``maxUnavailable`` are unavailable. So while held
+# for blue-green, the release sets (the originals saved in the annotation and restored exactly):
+#
+# - ``spec.minReadySeconds`` = :data:`HELD_MIN_READY`: new pods become Ready (Services and routes
+#   use them) but never *available*, so the CloneSet never counts on them to remove old pods;
+# - ``updateStrategy.maxUnavailable: 0``: no old pod goes while a new one is unavailable;
+# - per step of N pods: ``partition = replicas - N`` and ``maxSurge = N``: the CloneSet creates N
+#   pods of the new revision beside all ``replicas`` old ones.
+#
+# The end hands the user's strategy and ``minReadySeconds`` back: the new pods become available,
+# and the CloneSet removes the old ones (scale-in takes old revisions first), while every request
+# still goes to the new set (:data:`vela_progressive.core.decide.BLUE_GREEN_COMPLETION`). Abort
+# holds every pod again (``partition: "100%"``, ``maxUnavailable: 0``) and deletes the new pods.
+
+HELD_MIN_READY = 2**31 - 1
+
+
+def _blue_green_saved(cs: Obj) -> Obj:
+    raw = (cs["metadata"].get("annotations") or {}).get(ORIGINAL_ANNOTATION)
+    saved: Obj = json.loads(raw) if raw else {}
+    return saved
+
+
+class BlueGreenCloneSet(PartitionCloneSet):
+    mode = ReleaseMode.BLUE_GREEN
+
+    def _held_patch(self, obs: Observed, strategy: Obj, why: str) -> Writes:
+        """One patch: ``strategy`` fields, ``minReadySeconds`` held, the originals saved."""
+        cs = obs.workload
+        saved = _blue_green_saved(cs)
+        patch: Obj = {"spec": {"updateStrategy": strategy, "minReadySeconds": HELD_MIN_READY}}
+        if "minReadySeconds" not in saved:
+            original = {
+                "updateStrategy": saved.get("updateStrategy", strategy_of(cs)),
+                "minReadySeconds": cs["spec"].get("minReadySeconds"),  # None: unset
+            }
+            patch["metadata"] = {"annotations": {ORIGINAL_ANNOTATION: json.dumps(original)}}
+        current = strategy_of(cs)
+        changed = any(current.get(k) != v for k, v in strategy.items())
+        if changed or "metadata" in patch or cs["spec"].get("minReadySeconds") != HELD_MIN_READY:
+            return (patch_of(cs, patch, why),)
+        return ()
+
+    def hold(self, obs: Observed, view: WorkloadView) -> Writes:
+        # maxSurge 1: the CloneSet refuses both at 0; with every pod kept, nothing surges.
+        strategy = {"partition": HELD_PARTITION, "maxSurge": 1, "maxUnavailable": 0}
+        why = (
+            f"hold CloneSet {obs.name}: partition {HELD_PARTITION}, maxUnavailable 0 (no pod moves)"
+        )
+        return self._held_patch(obs, strategy, why)
+
+    def scale_to(
+        self, obs: Observed, view: WorkloadView, new_pods: int, *, surge_ready: bool
+    ) -> Writes:
+        partition = max(view.replicas - new_pods, 0)
+        strategy = {"partition": partition, "maxSurge": new_pods, "maxUnavailable": 0}
+        why = (
+            f"{new_pods} pod(s) of the new revision beside all {view.replicas} old ones "
+            f"(partition {partition}, maxSurge {new_pods}, maxUnavailable 0)"
+        )
+        writes = list(self._held_patch(obs, strategy, why))
+        if view.update_revision and view.stable_revision:
+            # a superseded revision's pods go (the partition step's rule)
+            base = super().scale_to(obs, view, new_pods, surge_ready=surge_ready)
+            writes += [w for w in base if w.verb == "delete"]
+        return tuple(writes)
+
+    def abort(self, obs: Observed, view: WorkloadView) -> Writes:
+        writes = list(self.hold(obs, view))
+        base = super().abort(obs, view)
+        writes += [w for w in base if w.verb == "delete"]
+        return tuple(writes)
+
+    def finalize(self, obs: Observed, view: WorkloadView) -> tuple[Writes, bool]:
+        cs = obs.workload
+        saved = _blue_green_saved(cs)
+        if ORIGINAL_ANNOTATION not in (cs["metadata"].get("annotations") or {}):
+            return super().finalize(obs, view)
+        original = original_strategy(cs)
+        patch: Obj = {"metadata": {"annotations": {ORIGINAL_ANNOTATION: None}}, "spec": {}}
+        change = replacing_patch(strategy_of(cs), original)
+        if change is not None:
+            patch["spec"]["updateStrategy"] = change
+        patch["spec"]["minReadySeconds"] = saved.get("minReadySeconds")  # None: unset again
+        why = f"hand {obs.name} back: its own update strategy and minReadySeconds"
+        return (patch_of(cs, patch, why),), False
+
+    def example(
+        self, namespace: str, name: str, replicas: int, template: Obj, new_pods: int, old_pods: int
+    ) -> Observed:
+        """The CloneSet held for blue-green with ``new_pods`` new pods beside ``old_pods``."""
+        base = super().example(namespace, name, replicas, template, 0, replicas)
+        cs = copy.deepcopy(base.workload)
+        if not new_pods:
+            return Observed(cs, pods=base.pods)
+        original = {"updateStrategy": strategy_of(cs), "minReadySeconds": 0}
+        cs["metadata"]["annotations"] = {ORIGINAL_ANNOTATION: json.dumps(original)}
+        cs["spec"]["minReadySeconds"] = HELD_MIN_READY
+        cs["spec"]["updateStrategy"].update(
+            partition=max(replicas - new_pods, 0), maxSurge=new_pods, maxUnavailable=0
+        )
+        update = cs["status"]["updateRevision"]
+        labels = {
+            **labels_of(template),
+            CONTROLLER_REVISION_HASH: update,
+            POD_TEMPLATE_HASH: short_hash(update),
+        }
+        green = [pod(namespace, f"{name}-green-{n}", labels, cs) for n in range(new_pods)]
+        return Observed(cs, pods=(*base.pods, *green))
+
+
 CLONESET = WorkloadKind(
     api_version=API_VERSION,
     kind="CloneSet",
     plural="clonesets",
-    styles={ReleaseMode.BATCH: PartitionCloneSet()},
+    styles={ReleaseMode.BATCH: PartitionCloneSet(), ReleaseMode.BLUE_GREEN: BlueGreenCloneSet()},
     default_style=ReleaseMode.BATCH,
     revision_label=POD_TEMPLATE_HASH,
     hold=hold_rule,
