@@ -36,7 +36,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Sequence
 
 from vela_progressive.core.model import HOLD_LABEL, ReleaseMode
 from vela_progressive.core.workloads.common import (
@@ -45,15 +44,12 @@ from vela_progressive.core.workloads.common import (
     POD_TEMPLATE_HASH,
     Obj,
     Observed,
-    Read,
+    OwnPods,
     WorkloadView,
     Write,
     Writes,
     delete_of,
-    is_live,
     labels_of,
-    match_labels,
-    owned_by,
     patch_of,
     pod_template_changed,
     replacing_patch,
@@ -154,20 +150,11 @@ def _revision(pod: Obj) -> str:
     return short_hash(labels_of(pod).get(CONTROLLER_REVISION_HASH, ""))
 
 
-class PartitionCloneSet:
+class PartitionCloneSet(OwnPods):
     mode = ReleaseMode.BATCH
     companions: tuple[tuple[str, str, str], ...] = ()
 
-    # ------------------------------------------------------------------ observe
-    def reads(self, workload: Obj) -> tuple[Read, ...]:
-        return (Read("v1", "Pod", selector=match_labels(workload)),)
-
-    def observed(self, workload: Obj, found: Sequence[list[Obj]], owner: Obj | None) -> Observed:
-        (pods,) = found
-        uid = workload["metadata"]["uid"]
-        live = tuple(p for p in pods if is_live(p) and owned_by(p, uid))
-        return Observed(workload, pods=live, owner=owner)
-
+    # ------------------------------------------------------------------ observe (OwnPods)
     def view(self, obs: Observed, stable_hint: str | None) -> WorkloadView:
         cs = obs.workload
         status = cs.get("status", {})

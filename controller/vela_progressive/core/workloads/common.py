@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -431,3 +431,17 @@ class Observed:
 
 
 Writes = tuple[Write, ...]
+
+
+class OwnPods:
+    """The observe half shared by styles whose workload owns its pods directly (StatefulSet,
+    CloneSet): read the pods its selector matches, keep the live ones it owns."""
+
+    def reads(self, workload: Obj) -> tuple[Read, ...]:
+        return (Read("v1", "Pod", selector=match_labels(workload)),)
+
+    def observed(self, workload: Obj, found: Sequence[list[Obj]], owner: Obj | None) -> Observed:
+        (pods,) = found
+        uid = workload["metadata"]["uid"]
+        live = tuple(p for p in pods if is_live(p) and owned_by(p, uid))
+        return Observed(workload, pods=live, owner=owner)

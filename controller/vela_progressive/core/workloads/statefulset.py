@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
 
 from vela_progressive.core.model import HOLD_LABEL, ReleaseMode
 from vela_progressive.core.workloads.common import (
@@ -25,16 +24,13 @@ from vela_progressive.core.workloads.common import (
     ORIGINAL_ANNOTATION,
     Obj,
     Observed,
-    Read,
+    OwnPods,
     WorkloadView,
     Write,
     Writes,
     delete_of,
-    is_live,
     is_ready,
     labels_of,
-    match_labels,
-    owned_by,
     patch_of,
     pod_template_changed,
     settled,
@@ -87,7 +83,7 @@ def _revision(pod: Obj) -> str | None:
     return labels_of(pod).get(CONTROLLER_REVISION_HASH)
 
 
-class PartitionStatefulSet:
+class PartitionStatefulSet(OwnPods):
     """The partition style of a StatefulSet; ``api_version``: ``apps/v1``, or the Advanced
     StatefulSet's ``apps.kruise.io/v1beta1`` (same partition semantics and revision labels)."""
 
@@ -97,16 +93,7 @@ class PartitionStatefulSet:
     def __init__(self, api_version: str = "apps/v1") -> None:
         self.api_version = api_version
 
-    # ------------------------------------------------------------------ observe
-    def reads(self, workload: Obj) -> tuple[Read, ...]:
-        return (Read("v1", "Pod", selector=match_labels(workload)),)
-
-    def observed(self, workload: Obj, found: Sequence[list[Obj]], owner: Obj | None) -> Observed:
-        (pods,) = found
-        uid = workload["metadata"]["uid"]
-        live = tuple(p for p in pods if is_live(p) and owned_by(p, uid))
-        return Observed(workload, pods=live, owner=owner)
-
+    # ------------------------------------------------------------------ observe (OwnPods)
     def view(self, obs: Observed, stable_hint: str | None) -> WorkloadView:
         sts = obs.workload
         status = sts.get("status", {})
