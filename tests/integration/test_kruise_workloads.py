@@ -312,3 +312,38 @@ async def test_a_cloneset_behind_an_nginx_ingress_moves_the_weight_with_its_step
     assert after == before
     assert await kube.get(*INGRESS, "web-canary", namespace) is None
     assert await kube.get("v1", "Service", "web-canary", namespace) is None
+
+
+async def test_a_cloneset_change_the_webhook_missed_is_held_by_the_watch(
+    controller: Controller, kube: Kube, namespace: str
+) -> None:
+    # A slow rollout of its own (one surge pod at a time, available after 20 s), so the
+    # controller comes back while the CloneSet is still rolling. (kwok's pods count as available
+    # at once for an Advanced StatefulSet or DaemonSet: they would finish rolling first.)
+    kind = CLONESET
+    rel, _ = await create(kube, namespace, kind)
+    slow = {**kind.strategy, "maxUnavailable": 0, "maxSurge": 1}
+    spec: Obj = {"minReadySeconds": 20, "updateStrategy": slow}
+    await kube.patch(kind.api_version, kind.kind, rel.name, namespace, {"spec": spec})
+    strategy = (await rel.workload())["spec"]["updateStrategy"]
+    controller.kill()  # the hold webhook is down: failurePolicy Ignore lets the update through
+    try:
+        await kubevela_applies(rel, V2, "app-v2")
+        assert partition(kind, await rel.workload()) in (None, 0), "the webhook was reachable"
+        await rel.wait_pods(V2, 1)
+    finally:
+        controller.start()
+    status = await rel.wait_step(1, within=120)
+    held = [c for c in status["conditions"] if c["type"] == "HoldMissed"]
+    assert held, status["conditions"]
+    assert held[0]["status"] == "True"
+    assert await rel.count(V2) == EXPECTED_NEW[1]
+    # The user drops the slow-down again, so the rest of the release runs at kwok speed.
+    await kube.patch(
+        kind.api_version, kind.kind, rel.name, namespace, {"spec": {"minReadySeconds": 0}}
+    )
+    await rel.approve(1)
+    await rel.wait_step(2, within=180)
+    await rel.approve(2)
+    await rel.wait_phase("Healthy", within=180)
+    await assert_handed_back(rel, V2, strategy)
