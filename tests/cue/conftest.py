@@ -64,3 +64,13 @@ def definitions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     builtin_definitions(needed, target)
     (target / TRAIT.name).write_text(TRAIT.read_text())
     return target
+
+
+@pytest.fixture(scope="session")
+def corpus_definitions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Our trait and the ``webservice`` component: enough to render one-component Applications
+    (the invalid corpus, generated properties)."""
+    target = tmp_path_factory.mktemp("corpus-definitions")
+    builtin_definitions(["webservice"], target)
+    (target / TRAIT.name).write_text(TRAIT.read_text())
+    return target

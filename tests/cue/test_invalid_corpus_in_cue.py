@@ -14,8 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from tests.cue.conftest import TRAIT
-from tests.cue.vela import REPO, Vela, builtin_definitions
+from tests.cue.vela import REPO, Vela
 from tests.support.golden import assert_matches_golden
 
 from vela_progressive.core.validation import InvalidSpec, validate_properties
@@ -102,14 +101,6 @@ def first_error(stderr: str, shorten: bool = True) -> str:
         text = prefix.sub("", text)
     text = _DUMP.sub("invalid value (does not satisfy", _MORE.sub("", text))
     return text if len(text) <= _MAX or not shorten else text[: _MAX - 3] + "..."
-
-
-@pytest.fixture(scope="module")
-def corpus_definitions(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("corpus-definitions")
-    builtin_definitions(["webservice"], target)
-    (target / TRAIT.name).write_text(TRAIT.read_text())
-    return target
 
 
 def python_problems(properties: Any) -> list[str]:

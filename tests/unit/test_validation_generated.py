@@ -86,6 +86,42 @@ def _of_type(node: dict[str, Any], kind: str, depth: int) -> st.SearchStrategy[A
     )
 
 
+@st.composite
+def plausible(draw: st.DrawFn) -> dict[str, Any]:
+    """Properties a user would write: growing steps, weights only with a routing, some of the
+    optional fields (most of them are accepted)."""
+    count = draw(st.integers(min_value=1, max_value=4))
+    shares = sorted(draw(st.lists(st.integers(1, 100), min_size=count, max_size=count)))
+    routed = draw(st.booleans())
+    steps: list[dict[str, Any]] = []
+    for share in shares:
+        step: dict[str, Any] = {"replicas": f"{share}%"}
+        if routed and draw(st.booleans()):
+            step["weight"] = share
+        if draw(st.booleans()):
+            step["duration"] = draw(st.integers(0, 600))
+        steps.append(step)
+    canary: dict[str, Any] = {"steps": steps}
+    if routed:
+        kind = draw(st.sampled_from(["ingress", "gateway", "istio"]))
+        canary["trafficRoutings"] = [{"type": kind}]
+    props: dict[str, Any] = {"canary": canary}
+    optional = {
+        "auto": st.booleans(),
+        "releaseMode": st.sampled_from(["batch", "canary", "blueGreen"]),
+        "onFailure": st.sampled_from(["abort", "pause"]),
+        "progressDeadlineSeconds": st.integers(1, 3600),
+        "failureThreshold": st.sampled_from([0, 1, "10%", "50%"]),
+        "blueGreen": st.fixed_dictionaries(
+            {}, optional={"scaleDownDelaySeconds": st.integers(0, 600)}
+        ),
+    }
+    for key, values in optional.items():
+        if draw(st.booleans()):
+            props[key] = draw(values)
+    return props
+
+
 #: Values that are wrong for almost any field.
 STRANGE = st.one_of(
     st.none(),
@@ -101,7 +137,7 @@ STRANGE = st.one_of(
 @st.composite
 def just_outside(draw: st.DrawFn) -> Any:
     """Valid-looking properties with one mutation somewhere in the tree."""
-    value = draw(from_schema(SCHEMA))
+    value = draw(st.one_of(plausible(), from_schema(SCHEMA)))
     paths: list[tuple[Any, Any]] = []
 
     def walk(node: Any) -> None:
@@ -155,7 +191,7 @@ def _check(props: Any, kind: str | None) -> None:
 
 
 @SETTINGS
-@given(props=from_schema(SCHEMA), kind=st.sampled_from(KINDS))
+@given(props=st.one_of(plausible(), from_schema(SCHEMA)), kind=st.sampled_from(KINDS))
 def test_properties_the_schema_allows_are_accepted_or_rejected_naming_a_field(
     props: Any, kind: str | None
 ) -> None:
