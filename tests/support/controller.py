@@ -186,11 +186,16 @@ class Controller:
 @pytest.fixture(scope="session")
 def controller(cluster: Cluster) -> Iterator[Controller]:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        f"crd/progressiverollouts.{API_GROUP}",
+    # `kubectl wait` fails outright (not waits) while the new CRD has no conditions yet.
+    cluster.wait_for(
+        lambda: cluster.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            f"crd/progressiverollouts.{API_GROUP}",
+        ),
+        90,
+        "the ProgressiveRollout CRD to be Established",
     )
     # Not under pytest's tmp dirs: those are pruned by other sessions while this one runs.
     state = Path(tempfile.mkdtemp(prefix="vela-progressive-controller-"))
