@@ -73,6 +73,11 @@ RULES: dict[str, Rule] = {
         "and CloneSets only; this workload is a {kind}",
         "use releaseMode: batch (in place, partition by partition) or leave releaseMode out",
     ),
+    "blue-green-routing": Rule(
+        "blue-green needs a traffic routing: without one the Service sends requests to the new "
+        "set as soon as its pods are Ready, before any switch",
+        "add canary.trafficRoutings, e.g. [{{type: ingress}}] (or gateway, istio)",
+    ),
     "no-canary-service": Rule(
         "sends traffic to the new version, but disableGenerateCanaryService removes the canary "
         "Service it would go to",
@@ -175,6 +180,8 @@ def mode_problems(props: dict[str, Any], workload_kind: str | None) -> Iterator[
     blue_green = registry.kinds_with(ReleaseMode.BLUE_GREEN)
     if props.get("releaseMode") == "blueGreen" and kind is not None and kind not in blue_green:
         yield problem(RULES["blue-green-kind"], "releaseMode", kind=kind.partition(".")[0])
+    if props.get("releaseMode") == "blueGreen" and not props["canary"].get("trafficRoutings"):
+        yield problem(RULES["blue-green-routing"], "canary.trafficRoutings")
     canary = props["canary"]
     if canary.get("disableGenerateCanaryService"):
         routings = canary.get("trafficRoutings", [])
