@@ -31,19 +31,19 @@ from vela_progressive.core.workloads.common import (
     Observed,
     WorkloadView,
     Write,
+    annotations_of,
     pod_template_changed,
 )
-from vela_progressive.core.workloads.daemonset import PartitionDaemonSet, strategy_of
+from vela_progressive.core.workloads.daemonset import (
+    CONTROLLER_REVISIONS,
+    PartitionDaemonSet,
+    strategy_of,
+)
 from vela_progressive.core.workloads.style import RbacRule, WorkloadKind
 
 API_VERSION = "apps.kruise.io/v1alpha1"
 #: The partition that holds every pod (and every node to come) on its revision.
 HELD_PARTITION = 2**31 - 1
-
-
-def _annotations(ds: Obj) -> dict[str, str]:
-    annotations: dict[str, str] = ds.get("metadata", {}).get("annotations") or {}
-    return annotations
 
 
 def partition_of(ds: Obj) -> int | None:
@@ -54,7 +54,7 @@ def partition_of(ds: Obj) -> int | None:
 def _held(ds: Obj) -> bool:
     """Held by a release: the strategy saved and a partition in force (a step's or the hold's)."""
     return (
-        ORIGINAL_ANNOTATION in _annotations(ds)
+        ORIGINAL_ANNOTATION in annotations_of(ds)
         and strategy_of(ds).get("type", "RollingUpdate") == "RollingUpdate"
         and partition_of(ds) is not None
     )
@@ -73,7 +73,7 @@ def _hold_patch(ds: Obj) -> Obj:
                 "rollingUpdate": {"partition": HELD_PARTITION},
             }
         }
-    if ORIGINAL_ANNOTATION not in _annotations(ds):
+    if ORIGINAL_ANNOTATION not in annotations_of(ds):
         saved = json.dumps({"updateStrategy": strategy})
         patch["metadata"] = {"annotations": {ORIGINAL_ANNOTATION: saved}}
     return patch
@@ -90,7 +90,7 @@ def hold_rule(old: Obj | None, new: Obj) -> Obj | None:
     True
     """
     if not pod_template_changed(old, new):
-        if ORIGINAL_ANNOTATION in _annotations(new) and not _held(new):
+        if ORIGINAL_ANNOTATION in annotations_of(new) and not _held(new):
             return _hold_patch(new) or None  # a re-apply dropped the hold: put it back
         return None
     return _hold_patch(new) or None
@@ -148,13 +148,7 @@ ADVANCED_DAEMONSET = WorkloadKind(
             "spec.updateStrategy.rollingUpdate.partition, handed back; an abort puts the stable "
             "pod template back.",
         ),
-        RbacRule(
-            ("apps",),
-            ("controllerrevisions",),
-            ("get", "list"),
-            "A DaemonSet's ControllerRevisions: the newest one is the revision its controller "
-            "gives new pods; an abort reads the stable pod template from its ControllerRevision.",
-        ),
+        CONTROLLER_REVISIONS,
         RbacRule(
             ("",),
             ("pods",),

@@ -46,9 +46,8 @@ from vela_progressive.core.workloads.common import (
     Observed,
     OwnPods,
     WorkloadView,
-    Write,
     Writes,
-    delete_of,
+    annotations_of,
     labels_of,
     patch_of,
     pod_template_changed,
@@ -101,11 +100,6 @@ def partition_pods(partition: int | str | None, replicas: int) -> int:
     return int(partition)
 
 
-def _annotations(cs: Obj) -> dict[str, str]:
-    annotations: dict[str, str] = cs.get("metadata", {}).get("annotations") or {}
-    return annotations
-
-
 def _replicas(cs: Obj) -> int:
     return int(cs.get("spec", {}).get("replicas", 1))
 
@@ -116,7 +110,7 @@ def _saved(cs: Obj) -> Obj:
 
 def original_strategy(cs: Obj) -> Obj:
     """The update strategy the user had (saved while held), else the current one."""
-    raw = _annotations(cs).get(ORIGINAL_ANNOTATION)
+    raw = annotations_of(cs).get(ORIGINAL_ANNOTATION)
     if raw:
         saved: Obj = json.loads(raw).get("updateStrategy") or {}
         return saved
@@ -137,11 +131,11 @@ def hold_rule(old: Obj | None, new: Obj) -> Obj | None:
         return None
     assert old is not None
     if partition_pods(strategy_of(new).get("partition"), _replicas(new)) >= _replicas(new) and (
-        ORIGINAL_ANNOTATION in _annotations(new)
+        ORIGINAL_ANNOTATION in annotations_of(new)
     ):
         return None
     held: Obj = {"spec": {"updateStrategy": {"partition": HELD_PARTITION}}}
-    if ORIGINAL_ANNOTATION not in _annotations(new):
+    if ORIGINAL_ANNOTATION not in annotations_of(new):
         held["metadata"] = _saved(old)
     return held
 
@@ -168,7 +162,7 @@ class PartitionCloneSet(OwnPods):
             stable=stable,
             new=new,
             live_pods=len(obs.pods),
-            held=ORIGINAL_ANNOTATION in _annotations(cs) or partition >= _replicas(cs) > 0,
+            held=ORIGINAL_ANNOTATION in annotations_of(cs) or partition >= _replicas(cs) > 0,
         )
 
     def new_revision_pods(self, obs: Observed, view: WorkloadView) -> list[Obj]:
@@ -178,7 +172,7 @@ class PartitionCloneSet(OwnPods):
     def _set_partition(self, obs: Observed, partition: int | str, why: str) -> Writes:
         cs = obs.workload
         patch: Obj = {"spec": {"updateStrategy": {"partition": partition}}}
-        if ORIGINAL_ANNOTATION not in _annotations(cs):
+        if ORIGINAL_ANNOTATION not in annotations_of(cs):
             patch["metadata"] = _saved(cs)
         if strategy_of(cs).get("partition") != partition or "metadata" in patch:
             return (patch_of(cs, patch, why),)
@@ -187,16 +181,13 @@ class PartitionCloneSet(OwnPods):
     def hold(self, obs: Observed, view: WorkloadView) -> Writes:
         cs = obs.workload
         held = partition_pods(strategy_of(cs).get("partition"), view.replicas) >= view.replicas
-        if held and ORIGINAL_ANNOTATION in _annotations(cs):
+        if held and ORIGINAL_ANNOTATION in annotations_of(cs):
             return ()
         return self._set_partition(
             obs,
             HELD_PARTITION,
             f"hold CloneSet {obs.name}: partition {HELD_PARTITION} (no pod moves)",
         )
-
-    def _delete(self, pods: list[Obj], why: str) -> list[Write]:
-        return [delete_of(p, f"delete pod {p['metadata']['name']}: {why}") for p in pods]
 
     def scale_to(
         self, obs: Observed, view: WorkloadView, new_pods: int, *, surge_ready: bool
@@ -231,7 +222,7 @@ class PartitionCloneSet(OwnPods):
 
     def finalize(self, obs: Observed, view: WorkloadView) -> tuple[Writes, bool]:
         cs = obs.workload
-        if ORIGINAL_ANNOTATION in _annotations(cs):
+        if ORIGINAL_ANNOTATION in annotations_of(cs):
             original = original_strategy(cs)
             patch: Obj = {"metadata": {"annotations": {ORIGINAL_ANNOTATION: None}}}
             change = replacing_patch(strategy_of(cs), original)

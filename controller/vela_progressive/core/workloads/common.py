@@ -249,6 +249,11 @@ def labels_of(obj: Obj) -> dict[str, str]:
     return labels
 
 
+def annotations_of(obj: Obj) -> dict[str, str]:
+    annotations: dict[str, str] = obj.get("metadata", {}).get("annotations") or {}
+    return annotations
+
+
 def owned_by(obj: Obj, uid: str) -> bool:
     return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or [])
 
@@ -445,3 +450,7 @@ class OwnPods:
         uid = workload["metadata"]["uid"]
         live = tuple(p for p in pods if is_live(p) and owned_by(p, uid))
         return Observed(workload, pods=live, owner=owner)
+
+    def _delete(self, pods: list[Obj], why: str) -> list[Write]:
+        """Deletes of ``pods`` (their controller recreates them), each with its reason."""
+        return [delete_of(p, f"delete pod {p['metadata']['name']}: {why}") for p in pods]

@@ -55,6 +55,7 @@ from vela_progressive.core.workloads.common import (
     WorkloadView,
     Write,
     Writes,
+    annotations_of,
     delete_of,
     is_live,
     is_ready,
@@ -87,18 +88,13 @@ def strategy_of(ds: Obj) -> Obj:
     return strategy
 
 
-def _annotations(ds: Obj) -> dict[str, str]:
-    annotations: dict[str, str] = ds.get("metadata", {}).get("annotations") or {}
-    return annotations
-
-
 def _saved(strategy: Obj) -> str:
     return json.dumps({"updateStrategy": strategy})
 
 
 def original_strategy(ds: Obj) -> Obj:
     """The update strategy the user had (saved while held), else the current one."""
-    raw = _annotations(ds).get(ORIGINAL_ANNOTATION)
+    raw = annotations_of(ds).get(ORIGINAL_ANNOTATION)
     if raw:
         saved: Obj = json.loads(raw).get("updateStrategy") or {}
         return saved
@@ -130,7 +126,7 @@ def max_unavailable(strategy: Obj, desired: int) -> int:
 
 
 def _held(ds: Obj) -> bool:
-    return ORIGINAL_ANNOTATION in _annotations(ds) and strategy_of(ds).get("type") == "OnDelete"
+    return ORIGINAL_ANNOTATION in annotations_of(ds) and strategy_of(ds).get("type") == "OnDelete"
 
 
 def _hold_patch(ds: Obj) -> Obj:
@@ -140,7 +136,7 @@ def _hold_patch(ds: Obj) -> Obj:
     patch: Obj = {}
     if strategy.get("type") != "OnDelete":
         patch["spec"] = {"updateStrategy": dict(ON_DELETE)}
-    if "spec" in patch or ORIGINAL_ANNOTATION not in _annotations(ds):
+    if "spec" in patch or ORIGINAL_ANNOTATION not in annotations_of(ds):
         patch["metadata"] = {"annotations": {ORIGINAL_ANNOTATION: _saved(strategy)}}
     return patch
 
@@ -156,7 +152,7 @@ def hold_rule(old: Obj | None, new: Obj) -> Obj | None:
     >>> hold_rule(old, old) is None
     True
     """
-    if ORIGINAL_ANNOTATION not in _annotations(new) and not pod_template_changed(old, new):
+    if ORIGINAL_ANNOTATION not in annotations_of(new) and not pod_template_changed(old, new):
         return None
     return _hold_patch(new) or None
 
@@ -210,7 +206,7 @@ def _revision_template(obs: Observed, revision: str) -> Obj | None:
 
 def _aborted(ds: Obj) -> str | None:
     """The aborted revision while the DaemonSet is the one the abort left, else ``None``."""
-    raw = _annotations(ds).get(ABORTED_ANNOTATION)
+    raw = annotations_of(ds).get(ABORTED_ANNOTATION)
     if not raw:
         return None
     try:
@@ -397,7 +393,7 @@ class PartitionDaemonSet:
                 f"put the template of revision {update} back: the release goes on",
             )
             return tuple(restored or [])
-        stale = ABORTED_ANNOTATION in _annotations(ds)
+        stale = ABORTED_ANNOTATION in annotations_of(ds)
         extra: Obj = {"metadata": {"annotations": {ABORTED_ANNOTATION: None}}} if stale else {}
         moving = bool(update) and view.settled
         if moving:
@@ -429,7 +425,7 @@ class PartitionDaemonSet:
 
     def finalize(self, obs: Observed, view: WorkloadView) -> tuple[Writes, bool]:
         ds = obs.workload
-        annotations = _annotations(ds)
+        annotations = annotations_of(ds)
         if ORIGINAL_ANNOTATION in annotations or ABORTED_ANNOTATION in annotations:
             original = original_strategy(ds) if ORIGINAL_ANNOTATION in annotations else {}
             ours = (ORIGINAL_ANNOTATION, ABORTED_ANNOTATION)
@@ -558,6 +554,15 @@ def controller_revision(ds: Obj, template: Obj, number: int) -> Obj:
     }
 
 
+#: Both DaemonSet kinds read their ControllerRevisions (the native and the Advanced one).
+CONTROLLER_REVISIONS = RbacRule(
+    ("apps",),
+    ("controllerrevisions",),
+    ("get", "list"),
+    "A DaemonSet's ControllerRevisions: the newest one is the revision its controller gives new "
+    "pods; an abort reads the stable pod template from its ControllerRevision.",
+)
+
 DAEMONSET = WorkloadKind(
     api_version="apps/v1",
     kind="DaemonSet",
@@ -575,13 +580,7 @@ DAEMONSET = WorkloadKind(
             "DaemonSets: watched when held, held (spec.updateStrategy OnDelete) and handed back; "
             "an abort puts the stable pod template back.",
         ),
-        RbacRule(
-            ("apps",),
-            ("controllerrevisions",),
-            ("get", "list"),
-            "A DaemonSet's ControllerRevisions: the newest one is the revision its controller "
-            "gives new pods; an abort reads the stable pod template from its ControllerRevision.",
-        ),
+        CONTROLLER_REVISIONS,
         RbacRule(
             ("",),
             ("pods",),

@@ -26,9 +26,7 @@ from vela_progressive.core.workloads.common import (
     Observed,
     OwnPods,
     WorkloadView,
-    Write,
     Writes,
-    delete_of,
     is_ready,
     labels_of,
     patch_of,
@@ -133,9 +131,6 @@ class PartitionStatefulSet(OwnPods):
         return self._set_partition(
             obs, partition, f"hold StatefulSet {obs.name}: partition {partition} (no pod moves)"
         )
-
-    def _delete(self, pods: list[Obj], why: str) -> list[Write]:
-        return [delete_of(p, f"delete pod {p['metadata']['name']}: {why}") for p in pods]
 
     def scale_to(
         self, obs: Observed, view: WorkloadView, new_pods: int, *, surge_ready: bool
