@@ -30,7 +30,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from controller_bench import start_controller  # noqa: E402  (this directory: the same script)
+from controller_bench import (  # noqa: E402  (this directory: the same script)
+    clean_up,
+    start_controller,
+)
 from tests.integration.release_kit import V1, V2, Release, rollout, workload  # noqa: E402
 from tests.integration.test_release_traffic import INGRESS, originals  # noqa: E402
 
@@ -138,15 +141,7 @@ async def main() -> None:
         )
         print(f"| pods created by the {n} rollbacks | {created} |")
     finally:
-        await asyncio.to_thread(
-            subprocess.run,
-            ["kubectl", "delete", "namespace", *namespaces, "--timeout=300s"],
-            capture_output=True,
-            check=False,
-        )
-        proc.terminate()
-        proc.wait(20)
-        await kube.close()
+        await clean_up(kube, proc, namespaces)
 
 
 if __name__ == "__main__":

@@ -190,6 +190,19 @@ async def idle(kube: Kube, ns: str, count: int) -> None:
         await wait_healthy(kube, ns, f"idle-{i}", within=300)
 
 
+async def clean_up(kube: Kube, proc: subprocess.Popen[bytes], namespaces: list[str]) -> None:
+    """Namespaces first (the controller releases each rollout's finalizer), then the controller."""
+    await asyncio.to_thread(
+        subprocess.run,
+        ["kubectl", "delete", "namespace", *namespaces, "--timeout=300s"],
+        capture_output=True,
+        check=False,
+    )
+    proc.terminate()
+    proc.wait(20)
+    await kube.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--releases", type=int, default=5)
@@ -257,16 +270,7 @@ async def main() -> None:
         print(f"| controller RSS with {args.idle} rollouts idle | {rss_kb / 1024:.0f} MiB |")
         print(f"| API requests per minute with {args.idle} rollouts idle | {idle_rate} |")
     finally:
-        # Namespaces first: the controller releases each rollout's finalizer.
-        await asyncio.to_thread(
-            subprocess.run,
-            ["kubectl", "delete", "namespace", *namespaces, "--timeout=300s"],
-            capture_output=True,
-            check=False,
-        )
-        proc.terminate()
-        proc.wait(20)
-        await kube.close()
+        await clean_up(kube, proc, namespaces)
 
 
 if __name__ == "__main__":
