@@ -147,6 +147,34 @@ async def test_a_newer_revision_deletes_superseded_pods_below_the_partition_or_n
     assert set(left.values()) == {stable}
 
 
+async def test_pods_that_moved_unheld_ahead_of_the_step_are_recreated_on_the_current_revision() -> None:
+    # Found by the chaos tier: at step 2 of v2 a newer revision reached the StatefulSet while
+    # the webhook was down, and the StatefulSet controller moved ordinals 3 and 4 to it. The
+    # release restarts at step 1 (partition 4): ordinal 3 is below the partition on the update
+    # revision, where the StatefulSet controller would leave it for good and the step would
+    # never see its count.
+    kube = world(5, new=2)
+    a = adapter(kube)
+    view = await a.observe(None)
+    stable, update = view.stable_revision, view.update_revision
+    await a.scale_to(view, 1, surge_ready=False)
+    assert partition(kube) == 4
+    left = revisions(kube)
+    assert f"{NAME}-3" not in left, "ahead of the step: deleted, comes back on currentRevision"
+    assert left[f"{NAME}-4"] == update, "at the partition: the step's one new pod stays"
+    assert [left[f"{NAME}-{i}"] for i in range(3)] == [stable] * 3
+
+
+async def test_a_rollback_in_batches_recreates_no_pod_already_on_the_update_revision() -> None:
+    # Rolled back to the stable template: updateRevision and currentRevision are the same
+    # again, and the pods below the partition on it are exactly where they belong.
+    kube = world(5, new=0)
+    a = adapter(kube)
+    view = await a.observe(None)
+    await a.scale_to(view, 1, surge_ready=False)
+    assert len(revisions(kube)) == 5, "no pod deleted"
+
+
 async def test_a_pod_recreated_under_the_same_name_is_not_deleted() -> None:
     kube = world(3, new=1)
     a = adapter(kube)

@@ -153,6 +153,19 @@ class PartitionStatefulSet(OwnPods):
             if _revision(p) not in keep and (_ordinal(p) < partition or not is_ready(p))
         ]
         writes += self._delete(superseded, "a superseded revision")
+        # Pods ahead of the step: below the partition yet on the update revision (a change
+        # that reached the StatefulSet unheld, e.g. while the hold webhook was down, moved
+        # them). The StatefulSet controller leaves them there; deleted, they come back on its
+        # current revision, so the step's count holds. Only when that revision differs: a
+        # rollback in batches has both the same and must not recreate pods for nothing.
+        current = obs.workload.get("status", {}).get("currentRevision")
+        if current and current != view.update_revision:
+            ahead = [
+                p
+                for p in obs.pods
+                if _revision(p) == view.update_revision and _ordinal(p) < partition
+            ]
+            writes += self._delete(ahead, "ahead of the step (moved while unheld)")
         return tuple(writes)
 
     def abort(self, obs: Observed, view: WorkloadView) -> Writes:
