@@ -291,7 +291,7 @@ ROWS = [
         stage=Stage.PODS,
     ),
     Row(
-        "a finished hand-back restores the Services and ends healthy",
+        "a finished hand-back restores the Services, ends healthy and spends the operations",
         releasing(
             current_step=3,
             ending=Ending.COMPLETING,
@@ -299,7 +299,7 @@ ROWS = [
             stage_started_at=T0,
         ),
         d.Observation(view(new=10, old=0, held=False), handed_back=True),
-        actions=("RestoreServices",),
+        actions=("RestoreServices", "ClearOperations"),
         phase=Phase.HEALTHY,
         requeue=d.IDLE,
     ),

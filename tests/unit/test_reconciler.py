@@ -115,11 +115,16 @@ class FakeStatusWriter:
     """The reconciler's status writes (status before action), kept for the assertions."""
 
     written: list[Obj] = field(default_factory=list)
+    #: Patches of the CR's metadata (operations spent at the end of a release).
+    metadata: list[Obj] = field(default_factory=list)
 
     async def patch(self, *args: object, **kwargs: object) -> Obj:
         body = args[4]
         assert isinstance(body, dict)
-        self.written.append(body["status"])
+        if "metadata" in body:
+            self.metadata.append(body["metadata"])
+        else:
+            self.written.append(body["status"])
         return {}
 
 
@@ -252,6 +257,22 @@ async def test_an_approval_for_an_older_revision_approves_nothing() -> None:
     world.cr["metadata"]["annotations"][APPROVE_ANNOTATION] = "app-v2/1"
     status = await world.tick(3)
     assert (status["currentStep"], status["stepState"]) == (2, "WaitingApproval")
+
+
+async def test_a_finished_release_spends_its_operations_for_a_reused_revision_name() -> None:
+    # KubeVela names the revision after a rollback from the one it went back to: a standing
+    # "app-v2" abort or approval would act on the next, unrelated "app-v2".
+    world = World([{"replicas": "50%"}, {"replicas": "100%"}])
+    world.cr["metadata"]["resourceVersion"] = "41"
+    status = await world.tick(3)
+    assert (status["currentStep"], status["stepState"]) == (1, "WaitingApproval")
+    world.cr["metadata"]["annotations"][APPROVE_ANNOTATION] = "app-v2/1"
+    world.cr["metadata"]["annotations"]["team"] = "payments"
+    status = await world.tick(8)
+    assert status["phase"] == "Healthy"
+    assert world.writer.metadata == [
+        {"annotations": {APPROVE_ANNOTATION: None}, "resourceVersion": "41"}
+    ], "only the operation, and only if nobody wrote one since it was read"
 
 
 async def test_a_timed_step_waits_its_duration_and_no_longer() -> None:

@@ -147,7 +147,7 @@ async def test_a_newer_revision_deletes_superseded_pods_below_the_partition_or_n
     assert set(left.values()) == {stable}
 
 
-async def test_pods_that_moved_unheld_ahead_of_the_step_are_recreated_on_the_current_revision() -> None:
+async def test_pods_moved_unheld_ahead_of_the_step_come_back_on_the_current_revision() -> None:
     # Found by the chaos tier: at step 2 of v2 a newer revision reached the StatefulSet while
     # the webhook was down, and the StatefulSet controller moved ordinals 3 and 4 to it. The
     # release restarts at step 1 (partition 4): ordinal 3 is below the partition on the update

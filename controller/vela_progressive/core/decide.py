@@ -125,6 +125,11 @@ class NotifyWebhook:
 
 
 @dataclass(frozen=True)
+class ClearOperations:
+    """The release is over: its approve, pause, abort and retry annotations are spent."""
+
+
+@dataclass(frozen=True)
 class PostEvent:
     type: str  # Normal | Warning
     reason: str
@@ -142,6 +147,7 @@ Action = (
     | AbortPods
     | HandBack
     | NotifyWebhook
+    | ClearOperations
     | PostEvent
 )
 
@@ -1014,6 +1020,7 @@ def _ended(p: _Pass, first: bool) -> Decision:
                 p.act(NotifyWebhook(hook, webhook_body(s, p.rollout, hook)))
     s.record(s.current_step, StepState.COMPLETED, message, now)
     p.event("Normal", "Completed" if s.ending is Ending.COMPLETING else "Released", message)
+    p.act(ClearOperations())
     _healthy(p, message)
     return p.done(IDLE)
 

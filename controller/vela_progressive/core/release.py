@@ -20,6 +20,19 @@ ABORT_ANNOTATION = f"{ANNOTATION_PREFIX}/abort"
 ROLLBACK_IN_BATCHES_ANNOTATION = f"{ANNOTATION_PREFIX}/rollback-in-batches"
 #: ``<revision>/<n>``: the n-th retry of the failed step (``kubectl progressive retry``).
 RETRY_ANNOTATION = f"{ANNOTATION_PREFIX}/retry"
+#: Operations scoped to a revision by name. They are spent when the release ends: KubeVela
+#: gives the next revision after a rollback the name of the one rolled back from (it numbers
+#: from the revision it went back to), so a standing abort would hit an unrelated release.
+OPERATION_ANNOTATIONS = (APPROVE_ANNOTATION, PAUSE_ANNOTATION, ABORT_ANNOTATION, RETRY_ANNOTATION)
+
+
+def spent_operations(annotations: dict[str, str]) -> dict[str, None]:
+    """The merge patch that removes every operation annotation present.
+
+    >>> spent_operations({ABORT_ANNOTATION: "app-v9", "team": "a"})
+    {'rollout.vela-progressive.io/abort': None}
+    """
+    return {key: None for key in OPERATION_ANNOTATIONS if key in annotations}
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from vela_progressive.core.decide import (
     traffic_ok,
 )
 from vela_progressive.core.model import ReleaseMode, Strategy
-from vela_progressive.core.release import Operations
+from vela_progressive.core.release import Operations, spent_operations
 from vela_progressive.core.status import Ending, Gate, RolloutStatus, Stage
 from vela_progressive.core.traffic import TrafficContext
 from vela_progressive.core.validation import InvalidSpec, Problem, validate_properties
@@ -339,6 +339,9 @@ class Reconciler:
             if isinstance(action, act.PostEvent):
                 await self.events.post(cr, action.type, action.reason, action.message)
                 continue
+            if isinstance(action, act.ClearOperations):
+                await self._clear_operations(cr)
+                continue
             assert view is not None, "workload actions need a workload"
             assert ctx is not None
             match action:
@@ -367,6 +370,17 @@ class Reconciler:
                         cr, kind, "WebhookNotified", f"{hook.type} {hook.name}: {answer.detail}"
                     )
         return handed_back
+
+    async def _clear_operations(self, cr: Obj) -> None:
+        meta = cr["metadata"]
+        spent = spent_operations(meta.get("annotations") or {})
+        if spent:
+            patch: Obj = {"annotations": spent}
+            if meta.get("resourceVersion"):  # an operation written since the read: a conflict
+                patch["resourceVersion"] = meta["resourceVersion"]
+            await self.kube.patch(
+                cr["apiVersion"], cr["kind"], meta["name"], meta["namespace"], {"metadata": patch}
+            )
 
     async def _post(self, cr: Obj, actions: tuple[Action, ...]) -> None:
         for action in actions:
