@@ -6,6 +6,11 @@
     world.py status [--name NAME]       what runs: pids, ports, memory (exit 1 if not healthy)
     world.py env    [--name NAME]       shell lines: export KUBECONFIG=..., PATH=<binaries>:...,
                                         VP_PROMETHEUS_URL=http://127.0.0.1:<port>
+    world.py kill    PROCESS [--name NAME] [--signal KILL|STOP|CONT]
+                                        signal one of the world's processes (fault injection)
+    world.py respawn PROCESS [--name NAME]
+                                        start a killed process again: same argv, environment,
+                                        log and data (etcd keeps its data directory)
     world.py render-definitions DIR     KubeVela's built-in definitions as YAML (no cluster)
     world.py versions                   the pinned versions
 
@@ -232,6 +237,8 @@ class ProcRecord:
     starttime: int
     argv: list[str]
     log: str
+    #: What the process got on top of the environment of `world.py up` (for `respawn`).
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -778,7 +785,9 @@ class Starter:
             )
         self.children[name] = child
         starttime = proc_starttime(child.pid)
-        self.st.processes.append(ProcRecord(name, child.pid, starttime or -1, argv, str(log_path)))
+        self.st.processes.append(
+            ProcRecord(name, child.pid, starttime or -1, argv, str(log_path), dict(env or {}))
+        )
         self.st.save()
 
     def wait(
@@ -1486,6 +1495,60 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def _loaded(name: str) -> State:
+    directory = state_dir(name)
+    if not (directory / "state.json").exists():
+        raise WorldError(f"cluster '{name}' is not up", hint="run: make cluster-up")
+    return State.load(directory)
+
+
+def _record(st: State, process: str) -> ProcRecord:
+    for record in st.processes:
+        if record.name == process:
+            return record
+    names = ", ".join(r.name for r in st.processes)
+    raise WorldError(f"cluster '{st.name}' has no process {process!r}", hint=f"one of: {names}")
+
+
+def cmd_kill(name: str, process: str, signal_name: str) -> int:
+    """Send a signal to one process of the world (the chaos tier's fault injection)."""
+    st = _loaded(name)
+    record = _record(st, process)
+    if not is_alive(record):
+        raise WorldError(f"{process} (pid {record.pid}) is not running", hint="world.py respawn")
+    sig = signal.Signals[f"SIG{signal_name}"]
+    os.kill(record.pid, sig)
+    if sig is signal.SIGKILL:
+        deadline = time.monotonic() + 10
+        while is_alive(record) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    print(f"world.py: sent SIG{signal_name} to {process} (pid {record.pid})", file=sys.stderr)
+    return 0
+
+
+def cmd_respawn(name: str, process: str) -> int:
+    """Start a killed process again with its recorded argv and environment."""
+    with name_lock(name):
+        st = _loaded(name)
+        record = _record(st, process)
+        if is_alive(record):
+            raise WorldError(f"{process} (pid {record.pid}) still runs", hint="world.py kill")
+        with open(record.log, "ab") as log:
+            child = subprocess.Popen(
+                record.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=st.dir,
+                env={**os.environ, **record.env},
+                start_new_session=True,
+            )
+        record.pid, record.starttime = child.pid, proc_starttime(child.pid) or -1
+        st.save()
+    print(f"world.py: {process} started again (pid {child.pid})", file=sys.stderr)
+    return 0
+
+
 def cmd_env(name: str) -> int:
     directory = state_dir(name)
     if not (directory / "state.json").exists():
@@ -1536,6 +1599,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--name", default="default", help="cluster name (default: %(default)s)")
         if command == "down":
             p.add_argument("--all", action="store_true", help="every cluster under .cluster/")
+    kill = sub.add_parser("kill")
+    kill.add_argument("process")
+    kill.add_argument("--name", default="default")
+    kill.add_argument("--signal", default="KILL", choices=["KILL", "STOP", "CONT", "TERM"])
+    respawn = sub.add_parser("respawn")
+    respawn.add_argument("process")
+    respawn.add_argument("--name", default="default")
     render = sub.add_parser("render-definitions")
     render.add_argument("out", type=Path)
     sub.add_parser("versions")
@@ -1550,6 +1620,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_status(args.name)
         if args.command == "env":
             return cmd_env(args.name)
+        if args.command == "kill":
+            return cmd_kill(args.name, args.process, args.signal)
+        if args.command == "respawn":
+            return cmd_respawn(args.name, args.process)
         if args.command == "render-definitions":
             return cmd_render_definitions(args.out)
         return cmd_versions()

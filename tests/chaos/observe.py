@@ -1,0 +1,89 @@
+"""The chaos tier's own view of the cluster: raw API reads and writes through
+``kubernetes_asyncio`` with the admin kubeconfig.
+
+Nothing here comes from the controller's code (not its client, not its rules): the sampler
+judges the controller from what the API server says, the way a user's monitoring would.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+Obj = dict[str, Any]
+
+#: A read that takes longer than this is an error (the API server may be down on purpose).
+TIMEOUT = 5
+
+
+class Unreachable(Exception):
+    """The API server did not answer (killed, restarting, or its etcd is)."""
+
+
+class Observer:
+    """GET/LIST/PATCH by URL path; every failure to reach the server is :class:`Unreachable`."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+
+    @classmethod
+    async def connect(cls, kubeconfig: Path) -> Observer:
+        configuration = client.Configuration()
+        await config.load_kube_config(str(kubeconfig), client_configuration=configuration)
+        return cls(client.ApiClient(configuration))
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def _call(
+        self, method: str, path: str, body: object = None, query: dict[str, str] | None = None
+    ) -> Obj | None:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/merge-patch+json"
+        try:
+            response = await self.api.call_api(
+                path,
+                method,
+                query_params=list((query or {}).items()),
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+                _request_timeout=TIMEOUT,
+            )
+            data = await response.read()
+            response.release()
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            if exc.status in (0, 500, 502, 503, 504, 429):
+                raise Unreachable(f"{method} {path}: HTTP {exc.status}") from exc
+            raise
+        except (OSError, TimeoutError) as exc:
+            raise Unreachable(f"{method} {path}: {exc!r}") from exc
+        except Exception as exc:  # aiohttp's own errors when the server is gone mid-request
+            if type(exc).__module__.startswith("aiohttp"):
+                raise Unreachable(f"{method} {path}: {exc!r}") from exc
+            raise
+        result: Obj = json.loads(data)
+        return result
+
+    async def get(self, path: str) -> Obj | None:
+        return await self._call("GET", path)
+
+    async def items(self, path: str, selector: str = "") -> list[Obj]:
+        got = await self._call("GET", path, query={"labelSelector": selector} if selector else None)
+        return list((got or {}).get("items") or [])
+
+    async def merge_patch(self, path: str, body: Obj) -> Obj | None:
+        return await self._call("PATCH", path, body=body)
+
+
+def rollouts_path(namespace: str) -> str:
+    return f"/apis/rollout.vela-progressive.io/v1alpha1/namespaces/{namespace}/progressiverollouts"
