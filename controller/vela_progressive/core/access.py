@@ -70,10 +70,12 @@ VERB_ROLES: dict[str, UserRole] = {
 def refusal(verb: str, namespace: str, server_says: str) -> str:
     """What a user refused by RBAC is told: what was refused, what the verb needs, whom to ask.
 
-    >>> print(refusal("approve", "shop", 'User "bob" cannot patch resource ...'))
+    >>> text = refusal("approve", "shop", 'User "bob" cannot patch resource ...')
+    >>> print(text.splitlines()[0])
     kubectl progressive approve was refused in namespace shop: User "bob" cannot patch resource ...
-    approve needs get, list, watch, patch on progressiverollouts.rollout.vela-progressive.io in namespace shop: ask your cluster admin for a RoleBinding to the ClusterRole vela-progressive:operator (or to edit, which includes it), e.g.
-      kubectl create rolebinding vela-progressive-operator-<you> -n shop --clusterrole=vela-progressive:operator --user=<you>
+    >>> print(text.splitlines()[-1])  # doctest: +NORMALIZE_WHITESPACE
+      kubectl create rolebinding vela-progressive-operator-<you> -n shop
+      --clusterrole=vela-progressive:operator --user=<you>
     """
     role = VERB_ROLES.get(verb, OPERATOR)
     lines = [

@@ -144,9 +144,8 @@ class Reconciler:
         rollout = self._rollout(cr)
         meta = cr["metadata"]
         annotations = meta.get("annotations") or {}
-        by = identity.actors(
-            annotations, self.stamp_key, identity.rollout_id(meta.get("namespace", ""), meta["name"])
-        )
+        where = identity.rollout_id(meta.get("namespace", ""), meta["name"])
+        by = identity.actors(annotations, self.stamp_key, where)
         ops = Operations.from_annotations(annotations, rollout.revision, by)
         decision = await self._pass(cr, status, rollout, ops, now)
         after = decision.status.to_dict()
