@@ -47,15 +47,13 @@ LOCAL_MODE_RULES = [
 ]
 
 
-def _rbac_objects() -> list[dict[str, Any]]:
-    """ServiceAccount, ClusterRole and ClusterRoleBinding exactly as the addon renders them."""
+def rendered_objects(kinds: set[str], names: set[str]) -> list[dict[str, Any]]:
+    """Objects of the addon as vela renders it (the CUE tier's golden), by kind and name."""
     found: list[dict[str, Any]] = []
 
     def walk(node: object) -> None:
         if isinstance(node, dict):
-            if node.get("kind") in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding") and (
-                node.get("metadata", {}).get("name") == SERVICE_ACCOUNT[1]
-            ):
+            if node.get("kind") in kinds and node.get("metadata", {}).get("name") in names:
                 found.append(node)
                 return
             for value in node.values():
@@ -66,6 +64,14 @@ def _rbac_objects() -> list[dict[str, Any]]:
 
     for doc in yaml.safe_load_all(RENDERED_ADDON.read_text()):
         walk(doc)
+    return found
+
+
+def _rbac_objects() -> list[dict[str, Any]]:
+    """ServiceAccount, ClusterRole and ClusterRoleBinding exactly as the addon renders them."""
+    found = rendered_objects(
+        {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}, {SERVICE_ACCOUNT[1]}
+    )
     kinds = sorted(o["kind"] for o in found)
     assert kinds == ["ClusterRole", "ClusterRoleBinding", "ServiceAccount"], kinds
     return found
