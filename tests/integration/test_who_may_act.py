@@ -58,6 +58,15 @@ async def events(kube: Kube, ns: str, reason: str) -> list[str]:
     return [e["message"] for e in found if e.get("reason") == reason]
 
 
+async def waiting_for_approval(kube: Kube, namespace: str) -> Release:
+    """A 10-pod Deployment released to v2, its step 1 waiting for approval."""
+    rel = Release(kube, namespace, "Deployment")
+    await rel.create(10, STEPS, releaseMode="batch")
+    await rel.set_image(V2, "app-v2")
+    await rel.wait_step(1)
+    return rel
+
+
 async def approval_entry(rel: Release) -> dict[str, object] | None:
     timeline = ((await rel.cr()).get("status") or {}).get("timeline") or []
     return next((e for e in timeline if e.get("state") == "Approved"), None)
@@ -75,10 +84,7 @@ async def test_a_viewer_is_refused_with_what_to_ask_for_and_an_operator_approves
     bob = user_kubeconfig(cluster, tmp_path, "bob", "auditors")
     bind(cluster, namespace, "alice", OPERATOR.name)
     bind(cluster, namespace, "bob", VIEWER.name)
-    rel = Release(kube, namespace, "Deployment")
-    await rel.create(10, STEPS, releaseMode="batch")
-    await rel.set_image(V2, "app-v2")
-    await rel.wait_step(1)
+    rel = await waiting_for_approval(kube, namespace)
 
     seen = progressive(cluster, bob, "status", "app", "-n", namespace)
     assert seen.returncode == 0, seen.stderr
@@ -137,10 +143,7 @@ async def test_the_standard_edit_role_may_operate_releases_and_view_may_only_rea
 async def test_a_client_written_stamp_is_replaced_by_the_webhook_and_unverified_if_it_was_down(
     controller: Controller, kube: Kube, namespace: str
 ) -> None:
-    rel = Release(kube, namespace, "Deployment")
-    await rel.create(10, STEPS, releaseMode="batch")
-    await rel.set_image(V2, "app-v2")
-    await rel.wait_step(1)
+    rel = await waiting_for_approval(kube, namespace)
     forged = json.dumps(
         {
             "approve": {

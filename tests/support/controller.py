@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests.support.cluster import REPO, Cluster
+from tests.support.users import write_kubeconfig
 from vela_progressive.core.model import API_GROUP
 from vela_progressive.shell.kube import Kube
 
@@ -104,23 +105,9 @@ def controller_kubeconfig(cluster: Cluster, state: Path) -> Path:
     token = cluster.kubectl(
         "create", "token", SERVICE_ACCOUNT[1], "-n", SERVICE_ACCOUNT[0], "--duration=24h"
     ).stdout.strip()
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
-    server = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "test", "cluster": server["cluster"]}],
-        "users": [{"name": SERVICE_ACCOUNT[1], "user": {"token": token}}],
-        "contexts": [
-            {"name": "controller", "context": {"cluster": "test", "user": SERVICE_ACCOUNT[1]}}
-        ],
-        "current-context": "controller",
-    }
-    path = state / "controller.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
+    return write_kubeconfig(
+        cluster, state / "controller.kubeconfig", SERVICE_ACCOUNT[1], {"token": token}
+    )
 
 
 def _free_port() -> int:

@@ -33,27 +33,28 @@ def user_kubeconfig(cluster: Cluster, directory: Path, user: str, group: str | N
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / f"{user}.crt", directory / f"{user}.key"
     pair.write(cert, key)
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
-    server = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
 
     def b64(path: Path) -> str:
         return base64.b64encode(path.read_bytes()).decode()
 
+    credentials = {"client-certificate-data": b64(cert), "client-key-data": b64(key)}
+    return write_kubeconfig(cluster, directory / f"{user}.kubeconfig", user, credentials)
+
+
+def write_kubeconfig(cluster: Cluster, path: Path, user: str, credentials: dict[str, str]) -> Path:
+    """A kubeconfig for the test cluster's API server that logs in as ``user`` with
+    ``credentials`` (a token, or a client certificate and key), readable by its owner only."""
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+    server = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "test", "cluster": server["cluster"]}],
-        "users": [
-            {
-                "name": user,
-                "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)},
-            }
-        ],
+        "users": [{"name": user, "user": credentials}],
         "contexts": [{"name": user, "context": {"cluster": "test", "user": user}}],
         "current-context": user,
     }
-    path = directory / f"{user}.kubeconfig"
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
     return path
