@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from vela_progressive.core import capabilities, model, trait_schema
+from vela_progressive.core import access, capabilities, identity, model, trait_schema
 from vela_progressive.core.codegen import cue, reference, structural
 from vela_progressive.core.rendering import render_text
 from vela_progressive.core.workloads import registry
@@ -206,11 +206,40 @@ def workload_rules() -> dict[str, Any]:
     }
 
 
+def identity_rules() -> dict[str, Any]:
+    """The operation-stamping webhook on the rollout (``core.identity``) and the ClusterRoles
+    users are bound to (``core.access``).
+
+    >>> identity_rules()["stamp"]["id"], [r["name"] for r in identity_rules()["userRoles"]]
+    ('stamp-operations', ['vela-progressive:viewer', 'vela-progressive:operator'])
+    """
+    return {
+        "stamp": {
+            "id": identity.WEBHOOK_ID,
+            "group": model.API_GROUP,
+            "version": model.API_VERSION,
+            "resource": model.PLURAL,
+            "operations": list(identity.WEBHOOK_OPERATIONS),
+        },
+        "userRoles": [
+            {
+                "comment": textwrap.wrap(role.why, 96),
+                "name": role.name,
+                "labels": role.labels,
+                "rules": role.rules,
+            }
+            for role in access.USER_ROLES
+        ],
+    }
+
+
 def render_names() -> str:
     header = generated_header(
         "templates/cue/names.cue.j2",
         "vela_progressive.core.model",
         "vela_progressive.core.workloads.registry",
+        "vela_progressive.core.identity",
+        "vela_progressive.core.access",
     )
     return render_text(
         "cue/names.cue.j2",
@@ -218,6 +247,7 @@ def render_names() -> str:
         header=header,
         names=names(),
         workloads=workload_rules(),
+        identity=identity_rules(),
     )
 
 

@@ -33,9 +33,10 @@ from typing import Any
 import kopf
 from kopf import cli as kopf_cli
 
+from vela_progressive.core import identity
 from vela_progressive.core.model import API_GROUP, API_VERSION, HOLD_LABEL, PLURAL
 from vela_progressive.core.workloads import APP_REVISION_LABEL, hold_patch, key_of, registry
-from vela_progressive.shell.certs import ensure_serving_cert
+from vela_progressive.shell.certs import ensure_serving_cert, ensure_stamp_key
 from vela_progressive.shell.events import EventSink
 from vela_progressive.shell.kube import Kube, KubeError
 from vela_progressive.shell.reconciler import Reconciler
@@ -49,6 +50,10 @@ FAIL_OPEN = os.environ.get("VP_WEBHOOK_FAILURE_POLICY", "Ignore") != "Fail"
 log = logging.getLogger("vela_progressive")
 
 Key = tuple[str, str]  # (namespace, name) of a ProgressiveRollout
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @kopf.on.startup()
@@ -67,11 +72,13 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         kube=kube,
         traffic=traffic_port(kube),
         events=EventSink(kube),
-        clock=lambda: datetime.now(UTC).replace(tzinfo=None),
+        clock=_now,
     )
+    memo.stamp_key = b""
     if MODE == "off":
         return
     state = Path(os.environ.get("VP_STATE_DIR", Path.home() / ".cache/vela-progressive/controller"))
+    memo.stamp_key = memo.reconciler.stamp_key = ensure_stamp_key(state)
     if MODE == "incluster":
         namespace = os.environ.get("VP_NAMESPACE", "vela-system")
         host = f"vela-progressive.{namespace}.svc"
@@ -232,6 +239,40 @@ for _kind in registry.REGISTRY:
         ignore_failures=FAIL_OPEN,
         side_effects=False,
     )(hold)
+
+
+# ---------------------------------------------------------------- who asked for an operation
+def stamp_operations(
+    body: kopf.Body, patch: kopf.Patch, userinfo: kopf.UserInfo, memo: Any, **kwargs: Any
+) -> None:
+    """Stamp who set, changed or removed an operation annotation (core.identity); a stamp the
+    client sent is replaced by the controller's."""
+    old = kwargs.get("old") or {}
+    meta = body.get("metadata", {})
+    new_annotations = dict(meta.get("annotations") or {})
+    value = identity.stamp(
+        dict(old.get("metadata", {}).get("annotations") or {}),
+        new_annotations,
+        identity.Requester.from_userinfo(userinfo),
+        _now(),
+        memo.stamp_key,
+        identity.rollout_id(meta.get("namespace", ""), meta.get("name", "")),
+    )
+    if value != new_annotations.get(identity.STAMP_ANNOTATION):
+        patch.metadata.annotations[identity.STAMP_ANNOTATION] = value
+
+
+# Always fail-open: a controller outage must never block KubeVela applying a rollout; an
+# operation that passed without a stamp reads as unverified.
+kopf.on.mutate(
+    API_GROUP,
+    API_VERSION,
+    PLURAL,
+    id=identity.WEBHOOK_ID,
+    operations=list(identity.WEBHOOK_OPERATIONS),
+    ignore_failures=True,
+    side_effects=False,
+)(stamp_operations)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import yaml
 from tests.cue.vela import REPO, Vela, VelaError
 from tests.support.golden import assert_matches_golden
 
-from vela_progressive.core import model
+from vela_progressive.core import identity, model
 from vela_progressive.core.workloads import registry
 
 ADDON = REPO / "addon"
@@ -110,10 +110,30 @@ def _component_objects(app: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return {c["name"]: c["properties"]["objects"] for c in app["spec"]["components"]}
 
 
-def _object(app: dict[str, Any], kind: str) -> dict[str, Any]:
-    found = [o for objs in _component_objects(app).values() for o in objs if o["kind"] == kind]
-    assert len(found) == 1, kind
+def _object(app: dict[str, Any], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [
+        o
+        for objs in _component_objects(app).values()
+        for o in objs
+        if o["kind"] == kind and name in (None, o["metadata"]["name"])
+    ]
+    assert len(found) == 1, (kind, name)
     return found[0]
+
+
+def _hold_webhooks(app: dict[str, Any]) -> list[dict[str, Any]]:
+    webhooks = _object(app, "MutatingWebhookConfiguration")["webhooks"]
+    return [w for w in webhooks if w["name"] != STAMP_WEBHOOK]
+
+
+def _stamp_webhook(app: dict[str, Any]) -> dict[str, Any]:
+    webhooks = _object(app, "MutatingWebhookConfiguration")["webhooks"]
+    (found,) = [w for w in webhooks if w["name"] == STAMP_WEBHOOK]
+    return found
+
+
+STAMP_WEBHOOK = f"{identity.WEBHOOK_ID}.{model.API_GROUP}"
+CONTROLLER_ROLE = "vela-progressive-controller"
 
 
 LOCAL = {
@@ -170,11 +190,11 @@ def test_by_default_everything_runs_in_vela_system(
             "service": {
                 "name": "vela-progressive",
                 "namespace": "vela-system",
-                "path": f"/{kind.handler_id}",
+                "path": f"/{path}",
                 "port": 443,
             }
         }
-        for kind in registry.REGISTRY
+        for path in [*(kind.handler_id for kind in registry.REGISTRY), identity.WEBHOOK_ID]
     ]
     (webhook, *_) = webhooks
     assert webhook["failurePolicy"] == "Ignore"
@@ -187,7 +207,7 @@ def test_the_webhook_holds_only_labelled_workload_updates(
     config = _object(app, "MutatingWebhookConfiguration")
     assert config["metadata"]["name"] == "vela-progressive-hold"
     routes = {}
-    for webhook in config["webhooks"]:
+    for webhook in _hold_webhooks(app):
         assert webhook["objectSelector"] == {"matchLabels": {model.HOLD_LABEL: "true"}}
         assert webhook["sideEffects"] == "None"
         assert webhook["timeoutSeconds"] == 5
@@ -216,6 +236,50 @@ def test_the_webhook_paths_are_the_controllers_handler_ids() -> None:
     ids = {h.id for h in registered if h.fn is handlers.hold}
     assert ids == {k.handler_id for k in registry.REGISTRY}
     assert len(ids) == len(registry.REGISTRY) == 6
+    (stamp,) = [h for h in registered if h.fn is handlers.stamp_operations]
+    assert stamp.id == identity.WEBHOOK_ID
+    assert stamp.operations == list(identity.WEBHOOK_OPERATIONS)
+    assert stamp.ignore_failures
+
+
+def test_every_rollout_create_and_update_passes_the_stamp_webhook_which_fails_open(
+    vela: Vela, probes: Path, tmp_path: Path
+) -> None:
+    _, app, _ = _addon(vela, probes, tmp_path, {"webhookFailurePolicy": "Fail"})
+    webhook = _stamp_webhook(app)
+    assert webhook["rules"] == [
+        {
+            "apiGroups": [model.API_GROUP],
+            "apiVersions": [model.API_VERSION],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": [model.PLURAL],
+            "scope": "Namespaced",
+        }
+    ]
+    assert "objectSelector" not in webhook  # every rollout, whoever made it
+    # never blocks KubeVela applying a rollout, whatever the hold webhook's policy
+    assert webhook["failurePolicy"] == "Ignore"
+    assert {w["failurePolicy"] for w in _hold_webhooks(app)} == {"Fail"}
+    assert webhook["clientConfig"]["service"]["path"] == f"/{identity.WEBHOOK_ID}"
+
+
+def test_people_get_an_operator_and_a_viewer_role_aggregated_into_the_standard_roles(
+    vela: Vela, probes: Path, tmp_path: Path
+) -> None:
+    _, app, _ = _addon(vela, probes, tmp_path, {"inCluster": False})
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    operator = _object(app, "ClusterRole", "vela-progressive:operator")
+    viewer = _object(app, "ClusterRole", "vela-progressive:viewer")
+    target = {"apiGroups": [model.API_GROUP], "resources": [model.PLURAL]}
+    assert operator["rules"] == [{**target, "verbs": ["get", "list", "watch", "patch"]}]
+    assert viewer["rules"] == [{**target, "verbs": ["get", "list", "watch"]}]
+    assert {k for k in operator["metadata"]["labels"] if k.startswith(aggregate)} == {
+        f"{aggregate}admin",
+        f"{aggregate}edit",
+    }
+    assert {k for k in viewer["metadata"]["labels"] if k.startswith(aggregate)} == {
+        f"{aggregate}view"
+    }
 
 
 def test_a_local_controller_gets_a_url_webhook_and_no_deployment(
@@ -228,10 +292,10 @@ def test_a_local_controller_gets_a_url_webhook_and_no_deployment(
     assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= kinds
     webhooks = _object(app, "MutatingWebhookConfiguration")["webhooks"]
     assert [w["clientConfig"] for w in webhooks] == [
-        {"url": f"https://127.0.0.1:9443/{k.handler_id}", "caBundle": "Q0EK"}
-        for k in registry.REGISTRY
+        {"url": f"https://127.0.0.1:9443/{path}", "caBundle": "Q0EK"}
+        for path in [*(k.handler_id for k in registry.REGISTRY), identity.WEBHOOK_ID]
     ]
-    assert {w["failurePolicy"] for w in webhooks} == {"Fail"}
+    assert {w["failurePolicy"] for w in _hold_webhooks(app)} == {"Fail"}
 
 
 def test_a_self_registering_local_controller_gets_no_addon_webhook(
@@ -247,7 +311,7 @@ def test_another_namespace_is_created_first(vela: Vela, probes: Path, tmp_path: 
     assert comps["vela-progressive-namespace"]["properties"]["objects"][0]["kind"] == "Namespace"
     assert comps["vela-progressive-rbac"]["dependsOn"] == ["vela-progressive-namespace"]
     assert _object(app, "Deployment")["metadata"]["namespace"] == "progressive"
-    binding = _object(app, "ClusterRoleBinding")
+    binding = _object(app, "ClusterRoleBinding", CONTROLLER_ROLE)
     assert binding["subjects"][0]["namespace"] == "progressive"
 
 
@@ -255,7 +319,7 @@ def test_rbac_grants_only_what_the_controller_uses(
     vela: Vela, probes: Path, tmp_path: Path
 ) -> None:
     _, app, _ = _addon(vela, probes, tmp_path, {})
-    rules = _object(app, "ClusterRole")["rules"]
+    rules = _object(app, "ClusterRole", CONTROLLER_ROLE)["rules"]
     granted = {
         (g, r): set(rule["verbs"])
         for rule in rules

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests.support.cluster import REPO, Cluster
+from tests.support.users import write_kubeconfig
 from vela_progressive.core.model import API_GROUP
 from vela_progressive.shell.kube import Kube
 
@@ -47,15 +48,13 @@ LOCAL_MODE_RULES = [
 ]
 
 
-def _rbac_objects() -> list[dict[str, Any]]:
-    """ServiceAccount, ClusterRole and ClusterRoleBinding exactly as the addon renders them."""
+def rendered_objects(kinds: set[str], names: set[str]) -> list[dict[str, Any]]:
+    """Objects of the addon as vela renders it (the CUE tier's golden), by kind and name."""
     found: list[dict[str, Any]] = []
 
     def walk(node: object) -> None:
         if isinstance(node, dict):
-            if node.get("kind") in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding") and (
-                node.get("metadata", {}).get("name") == SERVICE_ACCOUNT[1]
-            ):
+            if node.get("kind") in kinds and node.get("metadata", {}).get("name") in names:
                 found.append(node)
                 return
             for value in node.values():
@@ -66,6 +65,14 @@ def _rbac_objects() -> list[dict[str, Any]]:
 
     for doc in yaml.safe_load_all(RENDERED_ADDON.read_text()):
         walk(doc)
+    return found
+
+
+def _rbac_objects() -> list[dict[str, Any]]:
+    """ServiceAccount, ClusterRole and ClusterRoleBinding exactly as the addon renders them."""
+    found = rendered_objects(
+        {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}, {SERVICE_ACCOUNT[1]}
+    )
     kinds = sorted(o["kind"] for o in found)
     assert kinds == ["ClusterRole", "ClusterRoleBinding", "ServiceAccount"], kinds
     return found
@@ -98,23 +105,9 @@ def controller_kubeconfig(cluster: Cluster, state: Path) -> Path:
     token = cluster.kubectl(
         "create", "token", SERVICE_ACCOUNT[1], "-n", SERVICE_ACCOUNT[0], "--duration=24h"
     ).stdout.strip()
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
-    server = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "test", "cluster": server["cluster"]}],
-        "users": [{"name": SERVICE_ACCOUNT[1], "user": {"token": token}}],
-        "contexts": [
-            {"name": "controller", "context": {"cluster": "test", "user": SERVICE_ACCOUNT[1]}}
-        ],
-        "current-context": "controller",
-    }
-    path = state / "controller.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
+    return write_kubeconfig(
+        cluster, state / "controller.kubeconfig", SERVICE_ACCOUNT[1], {"token": token}
+    )
 
 
 def _free_port() -> int:

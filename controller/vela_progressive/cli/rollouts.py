@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from vela_progressive.cli.verb import UserError
+from vela_progressive.core.access import refusal
 from vela_progressive.core.model import API_GROUP, API_VERSION, KIND
 from vela_progressive.shell.kube import Kube, KubeError
 
@@ -36,6 +37,9 @@ def run(args: argparse.Namespace, body: Callable[[Kube], Awaitable[T]]) -> T:
         try:
             return await body(kube)
         except KubeError as exc:
+            if exc.status == 403:  # RBAC: say what the verb needs and whom to ask
+                verb = str(getattr(args, "verb", "") or "")
+                raise UserError(refusal(verb, namespace_of(args), exc.message)) from exc
             raise UserError(f"the API server refused: {exc}") from exc
         finally:
             await kube.close()

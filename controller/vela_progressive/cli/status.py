@@ -10,7 +10,7 @@ from typing import Any
 from vela_progressive.cli import rollouts
 from vela_progressive.cli.output import table
 from vela_progressive.cli.verb import Verb
-from vela_progressive.core.status import Phase, StepState
+from vela_progressive.core.status import Actor, Phase, Seen, StepState, iso
 from vela_progressive.shell.kube import Kube
 
 Obj = dict[str, Any]
@@ -88,6 +88,7 @@ def render(cr: Obj, app: str) -> str:
         table(["STEP", "PODS NEW/OLD", "TRAFFIC", "WAIT"], rows) if rows else "(no plan yet)",
         "",
         *measurements(status),
+        *operations(status),
         f"next: {next_command(cr, app)}",
     ]
     return "\n".join(lines)
@@ -116,6 +117,30 @@ def measurements(status: Obj) -> list[str]:
     ]
     header = ["METRIC", "STEP", "VALUE", "STABLE", "THRESHOLD", "VERDICT", "TIME"]
     return [table(header, rows), ""]
+
+
+def operations(status: Obj) -> list[str]:
+    """Who approved, aborted or retried (from the timeline), when, and what they saw, then a
+    blank; unverified ones say why."""
+    rows = []
+    for entry in status.get("timeline") or []:
+        raw = entry.get("by")
+        if not isinstance(raw, dict):
+            continue
+        by = Actor.from_dict(raw)
+        seen = entry.get("seen")
+        rows.append(
+            [
+                by.operation,
+                entry.get("step", "?"),
+                by.describe(),
+                iso(by.at) if by.at else "-",
+                Seen.from_dict(seen).describe() if isinstance(seen, dict) else "-",
+            ]
+        )
+    if not rows:
+        return []
+    return [table(["OPERATION", "STEP", "BY", "AT", "SAW"], rows), ""]
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -45,14 +45,17 @@ from vela_progressive.core.release import Operations, deadline_passed, wait_rema
 from vela_progressive.core.rendering import RenderError
 from vela_progressive.core.status import (
     MEASUREMENTS_LIMIT,
+    Actor,
     Ending,
     Gate,
     Measurement,
     MetricRun,
     Phase,
     RolloutStatus,
+    Seen,
     Stage,
     StepState,
+    iso,
 )
 from vela_progressive.core.validation import InvalidSpec
 from vela_progressive.core.workloads import WorkloadView
@@ -483,8 +486,10 @@ def _in_flight(p: _Pass) -> Decision:
     if s.ending is not None:
         return _ending(p)
     if ops.aborted:
-        _begin_ending(p, Ending.ABORTING, "release aborted: back to stable")
-        p.event("Warning", "Aborting", "release aborted: back to stable")
+        by = ops.actor("abort", p.rollout.revision)
+        message = f"release aborted by {by.describe()}: back to stable"
+        _begin_ending(p, Ending.ABORTING, message, by)
+        p.event("Warning", "Aborting", message)
         return _ending(p)
     if s.phase is Phase.FAILED:
         return p.done(WAITING)  # onFailure: pause: held as it is until abort or retry
@@ -639,6 +644,8 @@ def _step(p: _Pass) -> Decision:
         )
         s.record(index, StepState.APPROVAL, "waiting for approval", now)
         return p.done(WAITING)
+    if step.wait.kind is WaitKind.APPROVAL:
+        _approved(p, index, total)
     _start_background(p, index)
     left = wait_remaining(step, s.waiting_since, now)
     if left > 0:
@@ -665,6 +672,40 @@ def _step(p: _Pass) -> Decision:
     s.record(index + 1, StepState.UPGRADING, "step started", now)
     p.event("Normal", "StepStarted", f"step {index + 1}/{total}")
     return p.done(NOW)
+
+
+#: Timeline state of an approval acted on (who, when, what they saw).
+APPROVED = "Approved"
+
+
+def _approved(p: _Pass, index: int, total: int) -> None:
+    """Record the approval of step ``index`` once (per approval value): who approved, when, and
+    what the release showed (pods, traffic, the step's latest measurements), in the timeline
+    and an Event; an approval whose stamp does not verify is recorded as unverified (it counts:
+    RBAC decided who may approve, the stamp only says who did)."""
+    s, view = p.s, p.view
+    value = f"{p.rollout.revision}/{index}"
+    if any(e.state == APPROVED and e.by and e.by.value == value for e in s.timeline):
+        return
+    latest = {m.metric: m for m in s.measurements if m.step == index}
+    seen = Seen(
+        new_pods=view.new_pods,
+        new_ready=view.new_ready,
+        replicas=view.replicas,
+        weight=s.current_weight,
+        analysis=tuple(
+            f"{m.metric}={m.to_dict()['value'] or '-'} ({m.verdict}, {m.threshold})"
+            for m in latest.values()
+        ),
+    )
+    by = p.ops.actor("approve", value)
+    when = f" at {iso(by.at)}" if by.at else ""
+    message = f"step {index}/{total} approved by {by.describe()}{when}; saw {seen.describe()}"
+    s.record(index, APPROVED, f"approved by {by.describe()}", p.now, by=by, seen=seen)
+    if by.verified:
+        p.event("Normal", "Approved", message)
+    else:
+        p.event("Warning", "ApprovedUnverified", message)
 
 
 # ---------------------------------------------------------------------------------- analysis
@@ -878,10 +919,11 @@ def _retry(p: _Pass) -> Decision:
     s.phase, s.failure_reason = Phase.PROGRESSING, None
     s.ending, s.ending_stage, s.stage_started_at = None, None, None
     s.step_state, s.step_started_at, s.waiting_since = StepState.UPGRADING, now, None
-    message = f"retrying step {s.current_step} (retry {s.retries})"
+    by = p.ops.actor("retry", f"{p.rollout.revision}/{s.retries}")
+    message = f"retrying step {s.current_step} (retry {s.retries}, asked by {by.describe()})"
     s.message = message
     s.set_condition("Progressing", True, "Retrying", message, now)
-    s.record(s.current_step, StepState.UPGRADING, message, now)
+    s.record(s.current_step, StepState.UPGRADING, message, now, by=by)
     p.event("Normal", "Retrying", message)
     return p.done(NOW)
 
@@ -900,14 +942,14 @@ ENDING_STAGES: dict[Ending, tuple[Stage, ...]] = {
 }
 
 
-def _begin_ending(p: _Pass, ending: Ending, message: str) -> None:
+def _begin_ending(p: _Pass, ending: Ending, message: str, by: Actor | None = None) -> None:
     s = p.s
     s.ending, s.ending_stage, s.stage_started_at = ending, None, None
     s.analysis = ()  # nothing is measured while a release winds up
     if ending is Ending.COMPLETING:
         s.step_state = StepState.COMPLETED
         s.set_condition("Progressing", True, "Finalizing", message, p.now)
-    s.record(s.current_step, ending.value, message, p.now)
+    s.record(s.current_step, ending.value, message, p.now, by=by)
 
 
 def _enter(p: _Pass, stage: Stage) -> None:

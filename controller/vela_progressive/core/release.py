@@ -5,11 +5,13 @@ The shell passes ``now`` in; nothing here reads a clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from vela_progressive.core.model import ANNOTATION_PREFIX, PlannedStep, WaitKind
+from vela_progressive.core.status import Actor
 
 Obj = dict[str, Any]
 
@@ -47,9 +49,13 @@ class Operations:
     retry: int | None = None
     #: A rollback to the stable revision runs the steps instead of restoring at once.
     rollback_in_batches: bool = False
+    #: Who asked for each operation, by operation name (``core.identity.actors``).
+    by: Mapping[str, Actor] = field(default_factory=dict)
 
     @classmethod
-    def from_annotations(cls, annotations: dict[str, str], revision: str) -> Operations:
+    def from_annotations(
+        cls, annotations: dict[str, str], revision: str, by: Mapping[str, Actor] | None = None
+    ) -> Operations:
         """Operations scoped to ``revision``; a command for an older revision is ignored.
 
         >>> ops = Operations.from_annotations({
@@ -63,7 +69,17 @@ class Operations:
             aborted=annotations.get(ABORT_ANNOTATION) == revision,
             retry=_scoped_number(annotations.get(RETRY_ANNOTATION), revision),
             rollback_in_batches=annotations.get(ROLLBACK_IN_BATCHES_ANNOTATION) == "true",
+            by=by or {},
         )
+
+    def actor(self, operation: str, value: str) -> Actor:
+        """Who asked for ``operation`` (set to ``value``); unknown and unverified when the
+        stamp is missing.
+
+        >>> Operations(None, False, False).actor("abort", "app-v2").describe()
+        'unknown (unverified: no stamp)'
+        """
+        return self.by.get(operation) or Actor(operation, value, "unknown", problem="no stamp")
 
 
 def _scoped_number(value: str | None, revision: str) -> int | None:

@@ -115,12 +115,116 @@ class Condition:
 
 
 @dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asked for an operation, as the controller's admission webhook stamped it
+    (``core.identity``): the user and groups of the admission request, never a value the
+    client wrote. ``verified`` is False when the stamp is missing, is for another value, or its
+    signature is not the controller's; ``problem`` says which."""
+
+    #: ``approve``, ``abort``, ``retry`` ... (the annotation's name after the prefix).
+    operation: str
+    #: The annotation value acted on, e.g. ``app-v2/1``.
+    value: str
+    user: str
+    groups: tuple[str, ...] = ()
+    #: When the API server admitted the change (``None`` without a stamp).
+    at: datetime | None = None
+    verified: bool = False
+    problem: str = ""
+
+    def describe(self) -> str:
+        """``alice``, or ``alice (unverified: why)``.
+
+        >>> Actor("approve", "v2/1", "alice", verified=True).describe()
+        'alice'
+        >>> Actor("approve", "v2/1", "unknown", problem="no stamp").describe()
+        'unknown (unverified: no stamp)'
+        """
+        return self.user if self.verified else f"{self.user} (unverified: {self.problem})"
+
+    def to_dict(self) -> Obj:
+        out: Obj = {
+            "operation": self.operation,
+            "value": self.value,
+            "user": self.user,
+            "groups": list(self.groups),
+            "verified": self.verified,
+        }
+        if self.at is not None:
+            out["at"] = iso(self.at)
+        if self.problem:
+            out["problem"] = self.problem
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Obj) -> Actor:
+        groups = raw.get("groups")
+        return cls(
+            operation=str(raw.get("operation", "")),
+            value=str(raw.get("value", "")),
+            user=str(raw.get("user", "")),
+            groups=tuple(str(g) for g in groups) if isinstance(groups, list) else (),
+            at=parse_iso(raw.get("at")),
+            verified=raw.get("verified") is True,
+            problem=str(raw.get("problem", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the release showed when an operation was acted on: pods, traffic, analysis."""
+
+    new_pods: int
+    new_ready: int
+    replicas: int
+    #: Traffic weight on the new version (``None`` without a traffic routing).
+    weight: int | None = None
+    #: The step's latest measurement per metric, e.g. ``error-rate=0.012 (Passed, < 0.05)``.
+    analysis: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One line for Events and ``kubectl progressive status``.
+
+        >>> Seen(2, 2, 10, 20, ("error-rate=0.01 (Passed, < 0.05)",)).describe()
+        '2/10 pods new (2 Ready), weight 20%, error-rate=0.01 (Passed, < 0.05)'
+        """
+        parts = [f"{self.new_pods}/{self.replicas} pods new ({self.new_ready} Ready)"]
+        if self.weight is not None:
+            parts.append(f"weight {self.weight}%")
+        parts.extend(self.analysis)
+        return ", ".join(parts)
+
+    def to_dict(self) -> Obj:
+        out: Obj = {"newPods": self.new_pods, "newReady": self.new_ready, "replicas": self.replicas}
+        if self.weight is not None:
+            out["weight"] = self.weight
+        if self.analysis:
+            out["analysis"] = list(self.analysis)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Obj) -> Seen:
+        analysis = raw.get("analysis")
+        return cls(
+            new_pods=_int(raw.get("newPods")),
+            new_ready=_int(raw.get("newReady")),
+            replicas=_int(raw.get("replicas")),
+            weight=_opt_int(raw.get("weight")),
+            analysis=tuple(str(a) for a in analysis) if isinstance(analysis, list) else (),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class TimelineEntry:
     step: int
     state: str
     started_at: datetime
     message: str
     finished_at: datetime | None = None
+    #: Who asked for the operation this entry records (approve, abort, retry).
+    by: Actor | None = None
+    #: What the release showed at that moment (approvals).
+    seen: Seen | None = None
 
     def to_dict(self) -> Obj:
         out: Obj = {
@@ -131,16 +235,23 @@ class TimelineEntry:
         }
         if self.finished_at is not None:
             out["finishedAt"] = iso(self.finished_at)
+        if self.by is not None:
+            out["by"] = self.by.to_dict()
+        if self.seen is not None:
+            out["seen"] = self.seen.to_dict()
         return out
 
     @classmethod
     def from_dict(cls, raw: Obj, now: datetime) -> TimelineEntry:
+        by, seen = raw.get("by"), raw.get("seen")
         return cls(
             step=_int(raw.get("step")),
             state=str(raw.get("state", "")),
             started_at=parse_iso(raw.get("startedAt")) or now,
             message=str(raw.get("message", "")),
             finished_at=parse_iso(raw.get("finishedAt")),
+            by=Actor.from_dict(by) if isinstance(by, dict) else None,
+            seen=Seen.from_dict(seen) if isinstance(seen, dict) else None,
         )
 
 
@@ -414,7 +525,15 @@ class RolloutStatus:
         elif old != new:
             self.conditions = tuple(new if c.type == kind else c for c in self.conditions)
 
-    def record(self, step: int, state: str, message: str, now: datetime) -> None:
+    def record(
+        self,
+        step: int,
+        state: str,
+        message: str,
+        now: datetime,
+        by: Actor | None = None,
+        seen: Seen | None = None,
+    ) -> None:
         """Append to the timeline, closing the previous open entry (the same open entry twice
         is recorded once)."""
         timeline = list(self.timeline)
@@ -423,7 +542,7 @@ class RolloutStatus:
             if last.step == step and last.state == state:
                 return
             timeline[-1] = replace(last, finished_at=now)
-        timeline.append(TimelineEntry(step, state, now, message))
+        timeline.append(TimelineEntry(step, state, now, message, None, by, seen))
         self.timeline = tuple(timeline[-TIMELINE_LIMIT:])
 
 

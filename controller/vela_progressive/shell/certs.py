@@ -1,4 +1,5 @@
-"""Certificates, in one place: a private CA and the leaves it signs.
+"""Certificates, in one place: a private CA and the leaves it signs; and the controller's
+other key, the one it signs operation stamps with (:func:`ensure_stamp_key`).
 
 The controller's hold webhook serves a self-signed CA + leaf (:func:`ensure_serving_cert`); the
 test world (``hack/cluster/world.py``: kube-apiserver serving cert, admin client cert) and the
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,3 +182,15 @@ def ensure_serving_cert(directory: Path, hosts: list[str], days: int = 365) -> S
     leaf.write(out.certfile, out.keyfile)
     stamp.write_text(",".join(hosts))
     return out
+
+
+def ensure_stamp_key(directory: Path) -> bytes:
+    """The key the admission webhook signs operation stamps with (``core.identity``): 32 random
+    bytes in ``directory/stamp.key`` (owner-only), made on first use, kept with the serving
+    certificate. Only the controller reads it; the controller needs no Secret for it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "stamp.key"
+    if not path.exists() or len(path.read_bytes()) < 32:
+        path.write_bytes(secrets.token_bytes(32))
+        path.chmod(0o600)
+    return path.read_bytes()

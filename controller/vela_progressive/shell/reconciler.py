@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from vela_progressive.core import decide as act
+from vela_progressive.core import identity
 from vela_progressive.core.analysis.judge import Result
 from vela_progressive.core.analysis.spec import Metric
 from vela_progressive.core.analysis.targets import targets_for
@@ -126,6 +127,9 @@ class Reconciler:
     adapters: Callable[[Kube, str, str, str, ReleaseMode, Obj], WorkloadAdapter] = adapter_for
     #: Where analysis queries go.
     prometheus: Prometheus = field(default_factory=Prometheus)
+    #: The key the admission webhook signs operation stamps with (``core.identity``); empty:
+    #: no webhook, every operation reads as unverified.
+    stamp_key: bytes = b""
     #: (uid, generation) -> validated strategy and kind, or the error: a spec is validated once
     #: per generation, not on every pass.
     _strategies: OrderedDict[tuple[str, int | None], tuple[Strategy | None, str, str | None]] = (
@@ -139,7 +143,10 @@ class Reconciler:
         status = RolloutStatus.from_dict(before, now)
         rollout = self._rollout(cr)
         meta = cr["metadata"]
-        ops = Operations.from_annotations(meta.get("annotations") or {}, rollout.revision)
+        annotations = meta.get("annotations") or {}
+        where = identity.rollout_id(meta.get("namespace", ""), meta["name"])
+        by = identity.actors(annotations, self.stamp_key, where)
+        ops = Operations.from_annotations(annotations, rollout.revision, by)
         decision = await self._pass(cr, status, rollout, ops, now)
         after = decision.status.to_dict()
         changed = any(before.get(key) != value for key, value in after.items())
