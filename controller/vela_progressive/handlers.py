@@ -35,6 +35,7 @@ from kopf import cli as kopf_cli
 
 from vela_progressive.core import identity
 from vela_progressive.core.model import API_GROUP, API_VERSION, HOLD_LABEL, PLURAL
+from vela_progressive.core.release import STAMP_ANNOTATION
 from vela_progressive.core.workloads import APP_REVISION_LABEL, hold_patch, key_of, registry
 from vela_progressive.shell.certs import ensure_serving_cert, ensure_stamp_key
 from vela_progressive.shell.events import EventSink
@@ -258,8 +259,8 @@ def stamp_operations(
         memo.stamp_key,
         identity.rollout_id(meta.get("namespace", ""), meta.get("name", "")),
     )
-    if value != new_annotations.get(identity.STAMP_ANNOTATION):
-        patch.metadata.annotations[identity.STAMP_ANNOTATION] = value
+    if value != new_annotations.get(STAMP_ANNOTATION):
+        patch.metadata.annotations[STAMP_ANNOTATION] = value
 
 
 # Always fail-open: a controller outage must never block KubeVela applying a rollout; an

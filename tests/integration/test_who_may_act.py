@@ -20,14 +20,14 @@ from tests.support.controller import Controller, rendered_objects
 from tests.support.users import bind, user_kubeconfig
 from vela_progressive.core import identity
 from vela_progressive.core.access import OPERATOR, RESOURCE, USER_ROLES, VIEWER
-from vela_progressive.core.release import APPROVE_ANNOTATION
+from vela_progressive.core.release import APPROVE_ANNOTATION, STAMP_ANNOTATION
 from vela_progressive.shell.kube import Kube
 
 pytestmark = [pytest.mark.integration]
 
 STEPS = [{"replicas": "20%"}, {"replicas": "100%"}]
 CLI = Path(sys.executable).parent / "kubectl-progressive"
-STAMP = identity.STAMP_ANNOTATION
+STAMP = STAMP_ANNOTATION
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,11 @@ from vela_progressive.cli.status import operations, render
 from vela_progressive.core import decide as d
 from vela_progressive.core import identity
 from vela_progressive.core.access import OPERATOR, VIEWER, refusal
-from vela_progressive.core.identity import STAMP_ANNOTATION, Requester, actor, actors, stamp
+from vela_progressive.core.identity import Requester, actor, actors, stamp
 from vela_progressive.core.release import (
     APPROVE_ANNOTATION,
     PAUSE_ANNOTATION,
+    STAMP_ANNOTATION,
     Operations,
 )
 from vela_progressive.core.status import (

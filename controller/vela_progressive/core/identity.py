@@ -27,18 +27,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from vela_progressive.core.model import ANNOTATION_PREFIX
 from vela_progressive.core.release import (
     ABORT_ANNOTATION,
     APPROVE_ANNOTATION,
     PAUSE_ANNOTATION,
     RETRY_ANNOTATION,
     ROLLBACK_IN_BATCHES_ANNOTATION,
+    STAMP_ANNOTATION,
 )
 from vela_progressive.core.status import Actor, iso, parse_iso
 
-#: ``{"<operation>": {"value", "user", "groups", "at", "mac"}, ...}`` (canonical JSON).
-STAMP_ANNOTATION = f"{ANNOTATION_PREFIX}/operated-by"
 #: The operation annotations the webhook stamps, by operation name. ``resume`` removes the
 #: pause annotation, so it is stamped as ``pause`` with no value.
 OPERATIONS: dict[str, str] = {
