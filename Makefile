@@ -92,7 +92,7 @@ CONCURRENCY ?= 6
 
 .PHONY: test-chaos
 test-chaos: venv build-binaries prometheus ## Chaos tier on a world of its own: releases under seeded faults (SEED=, RELEASES=, CONCURRENCY=)
-	CHAOS_SEED=$(SEED) CHAOS_RELEASES=$(RELEASES) CHAOS_CONCURRENCY=$(CONCURRENCY) $(PYTEST) -m chaos -q -p no:cacheprovider tests/chaos
+	CHAOS_SEED=$(SEED) CHAOS_RELEASES=$(RELEASES) CHAOS_CONCURRENCY=$(CONCURRENCY) $(PYTEST) -m chaos -q -s -p no:cacheprovider tests/chaos
 
 .PHONY: test
 test: lint verify test-unit test-cue test-cluster test-chaos ## Every tier: lint, types, import contracts, generated files, unit, CUE, cluster, integration, e2e, chaos (small schedule)

@@ -158,6 +158,8 @@ async def drive(
                 {"status": outcome.status},
                 subresource="status",
             )
+        if outcome is not None:  # the status records the pass: its Events may go
+            await memo.reconciler.announce(cr, outcome.events)
         delay = 2.0 if outcome is None else outcome.requeue
         if delay > 0:
             with contextlib.suppress(TimeoutError):

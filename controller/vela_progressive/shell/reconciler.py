@@ -70,6 +70,13 @@ class Outcome:
     status: Obj
     requeue: float
     changed: bool = True
+    #: Events of the pass, to announce once ``status`` is written (:meth:`Reconciler.announce`):
+    #: a pass that fails before is made again, and its Events would be posted twice.
+    events: tuple[act.PostEvent, ...] = ()
+
+
+def _events(actions: tuple[Action, ...]) -> list[act.PostEvent]:
+    return [a for a in actions if isinstance(a, act.PostEvent)]
 
 
 def owner_reference(cr: Obj) -> Obj:
@@ -147,10 +154,18 @@ class Reconciler:
         where = identity.rollout_id(meta.get("namespace", ""), meta["name"])
         by = identity.actors(annotations, self.stamp_key, where)
         ops = Operations.from_annotations(annotations, rollout.revision, by)
-        decision = await self._pass(cr, status, rollout, ops, now)
+        pending: list[act.PostEvent] = []
+        decision = await self._pass(cr, status, rollout, ops, now, pending)
         after = decision.status.to_dict()
         changed = any(before.get(key) != value for key, value in after.items())
-        return Outcome(status=after, requeue=decision.requeue, changed=changed)
+        return Outcome(
+            status=after, requeue=decision.requeue, changed=changed, events=tuple(pending)
+        )
+
+    async def announce(self, cr: Obj, events: tuple[act.PostEvent, ...]) -> None:
+        """Post the Events of a pass whose status is written."""
+        for event in events:
+            await self.events.post(cr, event.type, event.reason, event.message)
 
     async def release(self, cr: Obj) -> bool:
         """The CR is going away: hand the workload back in a consistent state.
@@ -186,11 +201,18 @@ class Reconciler:
 
     # ------------------------------------------------------------------ the pass
     async def _pass(
-        self, cr: Obj, status: RolloutStatus, rollout: Rollout, ops: Operations, now: datetime
+        self,
+        cr: Obj,
+        status: RolloutStatus,
+        rollout: Rollout,
+        ops: Operations,
+        now: datetime,
+        pending: list[act.PostEvent],
     ) -> Decision:
+        """One pass; its Events go to ``pending`` (posted once the status recording them is)."""
         if rollout.strategy is None:
             decision = decide(status, rollout, Observation(None), ops, now)
-            await self._post(cr, decision.actions)
+            pending += _events(decision.actions)
             return decision
         adapter = self._adapter(cr, rollout)
         handed_back = False
@@ -205,13 +227,18 @@ class Reconciler:
                 # never sees pods of a step or an ending the status does not show yet.
                 await self._write_status(cr, decision.status)
                 written = decision.status
+                # What the pass decided before is in the status now: its Events may go.
+                await self.announce(cr, tuple(pending))
+                pending.clear()
             try:
-                handed_back = await self._act(cr, adapter, obs.workload, ctx, rollout, decision)
+                handed_back = await self._act(
+                    cr, adapter, obs.workload, ctx, rollout, decision, pending
+                )
             except TrafficError as exc:
                 # Nothing is half-changed (the traffic manager undid its writes); say what failed
                 # and try again: the routing object may simply not exist yet.
                 failed = traffic_failed(status, str(exc), now)
-                await self._post(cr, failed.actions)
+                pending += _events(failed.actions)
                 return failed
             traffic_moved = traffic_moved or any(
                 isinstance(a, act.Route | act.RestoreRoutes | act.PrepareServices)
@@ -337,14 +364,16 @@ class Reconciler:
         ctx: TrafficContext | None,
         rollout: Rollout,
         decision: Decision,
+        pending: list[act.PostEvent],
     ) -> bool:
-        """Execute the actions in order; ``True`` when a hand-back found the workload finished."""
+        """Execute the actions in order (Events into ``pending``); ``True`` when a hand-back
+        found the workload finished."""
         handed_back = False
         assert rollout.strategy is not None
         routings = rollout.strategy.routings
         for action in decision.actions:
             if isinstance(action, act.PostEvent):
-                await self.events.post(cr, action.type, action.reason, action.message)
+                pending.append(action)
                 continue
             if isinstance(action, act.ClearOperations):
                 await self._clear_operations(cr)
@@ -373,8 +402,10 @@ class Reconciler:
                 case act.NotifyWebhook(hook=hook, body=body):
                     answer = await webhooks.call(hook, body)
                     kind = "Normal" if answer.ok else "Warning"
-                    await self.events.post(
-                        cr, kind, "WebhookNotified", f"{hook.type} {hook.name}: {answer.detail}"
+                    pending.append(
+                        act.PostEvent(
+                            kind, "WebhookNotified", f"{hook.type} {hook.name}: {answer.detail}"
+                        )
                     )
         return handed_back
 
@@ -388,11 +419,6 @@ class Reconciler:
             await self.kube.patch(
                 cr["apiVersion"], cr["kind"], meta["name"], meta["namespace"], {"metadata": patch}
             )
-
-    async def _post(self, cr: Obj, actions: tuple[Action, ...]) -> None:
-        for action in actions:
-            if isinstance(action, act.PostEvent):
-                await self.events.post(cr, action.type, action.reason, action.message)
 
     # ------------------------------------------------------------------ helpers
     def _rollout(self, cr: Obj) -> Rollout:
