@@ -1,0 +1,137 @@
+"""Packing a root filesystem into an OCI image layout with umoci, and the layout's tarball.
+
+One layer (the whole root filesystem), the runtime configuration (user, entrypoint, env, labels)
+and every date set to ``SOURCE_DATE_EPOCH``, so two builds of the same inputs give the same
+manifest digest. The tarball is the layout directory itself in a tar (``oci-archive``): what
+``skopeo copy oci-archive:...``, ``podman load`` and Docker 25+ ``docker load`` read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageConfig:
+    user: str
+    entrypoint: tuple[str, ...]
+    env: dict[str, str]
+    labels: dict[str, str]
+    epoch: int
+
+
+class LayoutError(RuntimeError):
+    """umoci failed or the layout is not what was asked for."""
+
+
+def _umoci(umoci: str, *args: str) -> str:
+    done = subprocess.run([umoci, *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise LayoutError(f"umoci {args[0]} failed ({done.returncode}): {done.stderr.strip()}")
+    return done.stdout
+
+
+def rfc3339(epoch: int) -> str:
+    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pack(umoci: str, rootfs: Path, layout: Path, tag: str, config: ImageConfig) -> str:
+    """Write ``layout`` (replacing it) with one image tagged ``tag``; return its digest."""
+    if layout.exists():
+        shutil.rmtree(layout)
+    created = rfc3339(config.epoch)
+    image = f"{layout}:{tag}"
+    _umoci(umoci, "init", "--layout", str(layout))
+    _umoci(umoci, "new", "--image", image)
+    # `umoci insert` of Debian 12's umoci (0.4.7) leaves the layer's tar without its end
+    # blocks (umoci issue 436, fixed upstream in 2024): unpack the empty image and repack it.
+    bundle = rootfs.parent / "bundle"
+    if bundle.exists():
+        shutil.rmtree(bundle)
+    _umoci(umoci, "unpack", "--image", image, str(bundle))
+    (bundle / "rootfs").rmdir()
+    rootfs.rename(bundle / "rootfs")
+    try:
+        _umoci(
+            umoci,
+            "repack",
+            "--image",
+            image,
+            "--history.created",
+            created,
+            "--history.created_by",
+            "hack/image/build.py",
+            "--history.comment",
+            "root filesystem",
+            str(bundle),
+        )
+    finally:
+        (bundle / "rootfs").rename(rootfs)
+    args = [
+        "config",
+        "--image",
+        image,
+        "--no-history",
+        "--created",
+        created,
+        "--author",
+        "vela-progressive",
+        "--os",
+        "linux",
+        "--architecture",
+        "amd64",
+        "--config.user",
+        config.user,
+        "--config.workingdir",
+        "/tmp",
+        "--clear=config.entrypoint",
+        "--clear=config.cmd",
+        "--clear=config.env",
+    ]
+    args += [f"--config.entrypoint={part}" for part in config.entrypoint]
+    args += [f"--config.env={key}={value}" for key, value in config.env.items()]
+    args += [f"--config.label={key}={value}" for key, value in config.labels.items()]
+    args += [f"--manifest.annotation={key}={value}" for key, value in config.labels.items()]
+    _umoci(umoci, *args)
+    _umoci(umoci, "gc", "--layout", str(layout))
+    return manifest_digest(layout, tag)
+
+
+def manifest_digest(layout: Path, tag: str) -> str:
+    index = json.loads((layout / "index.json").read_text())
+    for entry in index.get("manifests", []):
+        if entry.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag:
+            return str(entry["digest"])
+    raise LayoutError(f"{layout}/index.json has no manifest tagged {tag}")
+
+
+
+def write_archive(layout: Path, archive: Path, epoch: int) -> None:
+    """The layout as a deterministic tar: sorted names, fixed times and owners."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    partial = archive.with_name(archive.name + ".partial")
+    with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+        for path in [layout, *sorted(layout.rglob("*"))]:
+            name = path.relative_to(layout).as_posix()
+            info = tarfile.TarInfo("." if name == "." else name)
+            info.mtime = epoch
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if path.is_dir():
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                tar.addfile(info)
+            else:
+                data = path.read_bytes()
+                info.size = len(data)
+                info.mode = 0o644
+                tar.addfile(info, io.BytesIO(data))
+    partial.rename(archive)

@@ -1,0 +1,90 @@
+"""Running the image the way a container runtime would, without one.
+
+``umoci unpack`` turns the layout into an OCI runtime bundle (``rootfs/`` and the runtime
+``config.json``: user, arguments, environment, working directory). :func:`run` starts that
+process in a bubblewrap sandbox: its own user, PID, IPC, UTS and network namespaces (the host
+network when asked), the root filesystem mounted read-only, a fresh tmpfs on ``/tmp`` (what an
+``emptyDir`` gives), and a really unprivileged uid: bwrap itself runs as the image's user, so the
+image's root-owned files belong to nobody inside, as in a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+class SandboxError(RuntimeError):
+    """The layout cannot be unpacked or the sandbox cannot start."""
+
+
+def unpack(umoci: str, layout: Path, tag: str, bundle: Path) -> dict[str, Any]:
+    """Unpack ``layout:tag`` into ``bundle`` (replacing it); return the runtime config."""
+    if bundle.exists():
+        shutil.rmtree(bundle)
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [umoci, "unpack", "--image", f"{layout}:{tag}", str(bundle)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SandboxError(f"umoci unpack failed ({done.returncode}): {done.stderr.strip()}")
+    config: dict[str, Any] = json.loads((bundle / "config.json").read_text())
+    return config
+
+
+def command(
+    bwrap: str,
+    rootfs: Path,
+    config: Mapping[str, Any],
+    args: Sequence[str] = (),
+    *,
+    replace: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    binds: Mapping[str, Path] | None = None,
+    network: bool = False,
+) -> list[str]:
+    """The argv that runs the image's process.
+
+    As in a Pod: ``args`` come after the image's entrypoint (the image has no ``cmd``),
+    ``replace`` replaces the whole command line (a container's ``command``).
+    """
+    process = config["process"]
+    uid, gid = process["user"]["uid"], process["user"]["gid"]
+    argv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+    argv += [bwrap, "--ro-bind", str(rootfs), "/", "--dev", "/dev", "--proc", "/proc"]
+    argv += ["--tmpfs", "/tmp", "--unshare-all", "--die-with-parent", "--new-session"]
+    argv += ["--uid", str(uid), "--gid", str(gid), "--clearenv", "--chdir", process["cwd"]]
+    if network:
+        argv.append("--share-net")
+        argv += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+    for target, source in (binds or {}).items():
+        argv += ["--ro-bind", str(source), target]
+    variables = dict(item.split("=", 1) for item in process["env"])
+    variables.update(env or {})
+    for key, value in variables.items():
+        argv += ["--setenv", key, value]
+    return [*argv, "--", *(process["args"] if replace is None else replace), *args]
+
+
+def run(
+    bwrap: str,
+    rootfs: Path,
+    config: Mapping[str, Any],
+    args: Sequence[str] = (),
+    **kwargs: Any,
+) -> subprocess.CompletedProcess[bytes]:
+    if shutil.which("setpriv") is None:
+        raise SandboxError("setpriv is missing (Debian: util-linux)")
+    # The unprivileged user must be able to reach the root filesystem.
+    for parent in [rootfs, *rootfs.parents]:
+        if parent.stat().st_mode & 0o001 == 0:
+            raise SandboxError(f"{parent} is not searchable by others: unpack somewhere else")
+    return subprocess.run(command(bwrap, rootfs, config, args, **kwargs), check=False, env=os.environ)
