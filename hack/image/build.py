@@ -5,9 +5,10 @@
                                         packed by umoci into <out>/oci (tag v<addon version>)
                                         and <out>/controller-v<version>.oci.tar
     build.py lock                       re-resolve hack/image/debian.lock from deb.debian.org
-    build.py run [--out dist/image] -- ARGS...
-                                        run the image's entrypoint from its unpacked layout in a
-                                        bubblewrap sandbox, as uid 65532 with a read-only root
+    build.py run [--out dist/image] [--entrypoint PROGRAM] -- ARGS...
+                                        run the image's entrypoint (ARGS appended, as a Pod's
+                                        args) or PROGRAM from the unpacked layout in a bubblewrap
+                                        sandbox, as uid 65532 with a read-only root
 
 Inputs: the tracked files of controller/, templates/ and pyproject.toml (their working-tree
 content), requirements.lock, hack/image/debian.lock, and the commit time (SOURCE_DATE_EPOCH).
@@ -127,9 +128,27 @@ def build(out: Path) -> int:
         "UV_CACHE_DIR": str(cache / "uv"),
         "PYTHONHASHSEED": "0",
     }
-    work = cache / "work"
-    if work.exists():
-        shutil.rmtree(work)
+    cache.mkdir(parents=True, exist_ok=True)
+    # Own work directory: worktrees share the cache and may build at the same time.
+    work = Path(tempfile.mkdtemp(prefix="work-", dir=cache))
+    try:
+        return _build(out, work, tag, config, env, tools, uv, started)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _build(
+    out: Path,
+    work: Path,
+    tag: str,
+    config: layout.ImageConfig,
+    env: dict[str, str],
+    tools: dict[str, str],
+    uv: Path,
+    started: float,
+) -> int:
+    cache = cache_dir()
+    epoch = config.epoch
     root = work / "rootfs"
 
     locked = debs.read_lock(LOCK)
@@ -201,14 +220,16 @@ def lock() -> int:
     return 0
 
 
-def run(out: Path, args: list[str]) -> int:
+def run(out: Path, args: list[str], entrypoint: str | None) -> int:
     tools = host_tools.ensure("umoci", "bwrap")
     report = json.loads((out / "build.json").read_text())
     with tempfile.TemporaryDirectory(prefix="vp-image-run-") as tmp:
         os.chmod(tmp, 0o755)  # the sandbox runs as the image's unprivileged user
         bundle = Path(tmp) / "bundle"
         config = sandbox.unpack(tools["umoci"], Path(report["layout"]), report["tag"], bundle)
-        return sandbox.run(tools["bwrap"], bundle / "rootfs", config, args).returncode
+        replace = None if entrypoint is None else [entrypoint]
+        done = sandbox.run(tools["bwrap"], bundle / "rootfs", config, args, replace=replace)
+        return done.returncode
 
 
 def main() -> int:
@@ -219,6 +240,9 @@ def main() -> int:
     sub.add_parser("lock", help="re-resolve hack/image/debian.lock")
     run_cmd = sub.add_parser("run", help="run the entrypoint from the built layout")
     run_cmd.add_argument("--out", type=Path, default=ROOT / "dist/image")
+    run_cmd.add_argument(
+        "--entrypoint", help="run this program instead of the image's entrypoint and arguments"
+    )
     run_cmd.add_argument("args", nargs=argparse.REMAINDER)
     options = parser.parse_args()
     try:
@@ -226,7 +250,7 @@ def main() -> int:
             return lock()
         if options.command == "run":
             args = options.args[1:] if options.args[:1] == ["--"] else options.args
-            return run(options.out.resolve(), args)
+            return run(options.out.resolve(), args, options.entrypoint)
         return build(options.out.resolve())
     except (
         host_tools.MissingTool,

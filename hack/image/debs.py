@@ -156,7 +156,7 @@ def fetch(deb: Deb, cache: Path) -> Path:
     digest = hashlib.sha256(data).hexdigest()
     if digest != deb.sha256:
         raise DebError(f"{deb.url}: SHA-256 {digest}, the lock says {deb.sha256}")
-    partial = target.with_suffix(".partial")
+    partial = target.with_suffix(f".partial-{os.getpid()}")
     partial.write_bytes(data)
     partial.rename(target)
     return target

@@ -36,6 +36,7 @@ def unpack(umoci: str, layout: Path, tag: str, bundle: Path) -> dict[str, Any]:
     )
     if done.returncode != 0:
         raise SandboxError(f"umoci unpack failed ({done.returncode}): {done.stderr.strip()}")
+    bundle.chmod(0o711)  # umoci makes it 0700; the sandbox's user must reach rootfs/
     config: dict[str, Any] = json.loads((bundle / "config.json").read_text())
     return config
 
