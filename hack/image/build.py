@@ -115,7 +115,7 @@ def du(path: Path) -> int:
 
 def build(out: Path) -> int:
     started = time.monotonic()
-    tools = host_tools.ensure("umoci", "bwrap")
+    tools = host_tools.ensure("umoci", "bwrap", "skopeo")
     uv = ROOT / ".venv/bin/uv"
     if not uv.exists():
         raise host_tools.MissingTool(f"{uv} is missing: run make venv")
@@ -177,6 +177,7 @@ def _build(
     archive = out / f"controller-{tag}.oci.tar"
     progress(f"writing {archive.relative_to(ROOT) if archive.is_relative_to(ROOT) else archive}")
     layout.write_archive(oci, archive, epoch)
+    layout.check_with_skopeo(tools["skopeo"], f"oci-archive:{archive}:{tag}", digest)
     blobs = du(oci / "blobs")
     report = {
         "reference": f"{REPOSITORY}:{tag}",

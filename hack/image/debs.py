@@ -31,8 +31,9 @@ SOURCES = (
     f"deb http://deb.debian.org/debian {SUITE}-updates main",
     f"deb http://deb.debian.org/debian-security {SUITE}-security main",
 )
-#: what the image needs; apt adds their dependencies
-ROOTS = ("python3.11-minimal", "libpython3.11-stdlib")
+#: what the image needs; apt adds their dependencies. libstdc++6: manylinux wheels may link it
+#: (frozenlist's extension does; without it frozenlist silently falls back to pure Python)
+ROOTS = ("python3.11-minimal", "libpython3.11-stdlib", "libstdc++6")
 #: dependencies apt pulls in that the image does without, and why
 LEFT_OUT: dict[str, str] = {
     "dpkg": "package manager: nothing is installed at run time",

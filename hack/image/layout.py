@@ -114,6 +114,18 @@ def manifest_digest(layout: Path, tag: str) -> str:
 
 
 
+def check_with_skopeo(skopeo: str, reference: str, digest: str) -> None:
+    """Read the image the way a registry client does; it must see the same digest."""
+    done = subprocess.run(
+        [skopeo, "inspect", reference], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise LayoutError(f"skopeo inspect {reference} failed: {done.stderr.strip()}")
+    seen = json.loads(done.stdout).get("Digest")
+    if seen != digest:
+        raise LayoutError(f"skopeo inspect {reference} sees {seen}, umoci wrote {digest}")
+
+
 def write_archive(layout: Path, archive: Path, epoch: int) -> None:
     """The layout as a deterministic tar: sorted names, fixed times and owners."""
     archive.parent.mkdir(parents=True, exist_ok=True)

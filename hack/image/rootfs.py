@@ -40,6 +40,7 @@ DROPPED_PREFIXES = (
     "usr/share/binfmts/",
     "usr/share/pixmaps/",
     "usr/share/applications/",
+    "usr/lib/x86_64-linux-gnu/gconv/",  # glibc's iconv modules: nothing here calls iconv()
     "usr/lib/python3.11/ensurepip/",  # installs pip
     "usr/lib/python3.11/venv/",
     "usr/lib/python3.11/lib2to3/",
@@ -163,6 +164,7 @@ def install_python(root: Path, uv: Path, wheel: Path, lock: Path, env: dict[str,
     target.write_text(f"#!{PYTHON}\n{entry}")
     target.chmod(0o755)
     shutil.rmtree(scripts)  # kopf, jsonschema, ... command-line tools the image never runs
+    (site / ".lock").unlink(missing_ok=True)  # uv's lock file, writable by everyone
 
 
 def _canonical(name: str) -> str:
