@@ -30,13 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 import debs
 import host_tools
 import layout
 import rootfs
 import sandbox
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = Path(__file__).resolve().parent / "debian.lock"

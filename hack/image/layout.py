@@ -113,7 +113,6 @@ def manifest_digest(layout: Path, tag: str) -> str:
     raise LayoutError(f"{layout}/index.json has no manifest tagged {tag}")
 
 
-
 def check_with_skopeo(skopeo: str, reference: str, digest: str) -> None:
     """Read the image the way a registry client does; it must see the same digest."""
     done = subprocess.run(

@@ -54,7 +54,9 @@ VOLATILE_METADATA = ("direct_url.json", "uv_cache.json")
 KEPT_PROGRAMS = frozenset({"usr/bin/python3.11"})
 
 ETC_FILES = {
-    "etc/passwd": f"root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:{UID}:{UID}:nonroot:/tmp:/sbin/nologin\n",
+    "etc/passwd": (
+        f"root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:{UID}:{UID}:nonroot:/tmp:/sbin/nologin\n"
+    ),
     "etc/group": f"root:x:0:\nnonroot:x:{UID}:\n",
     # Read by image scanners with the package list in var/lib/dpkg/status.d/.
     "etc/os-release": (
@@ -147,8 +149,10 @@ def install_python(root: Path, uv: Path, wheel: Path, lock: Path, env: dict[str,
         if _canonical(name) == "vela-progressive":
             continue
         if pinned.get(_canonical(name)) != version:
-            raise RootfsError(f"{name} {version} is not pinned in {lock.name} (it says "
-                              f"{pinned.get(_canonical(name))}); run make lock")
+            raise RootfsError(
+                f"{name} {version} is not pinned in {lock.name} (it says "
+                f"{pinned.get(_canonical(name))}); run make lock"
+            )
     # What uv records about a local wheel (its file URL, its file's timestamps) would make two
     # builds differ; both files are optional metadata.
     for name in VOLATILE_METADATA:
@@ -234,8 +238,16 @@ def check_no_tools(root: Path) -> None:
     """Fail if a shell, pip, a compiler or a package manager made it into the root fs."""
     found = [
         str(path.relative_to(root))
-        for pattern in ("usr/bin/*sh", "usr/bin/*gcc*", "usr/bin/cc", "usr/bin/dpkg*",
-                        "usr/bin/apt*", "usr/bin/pip*", "usr/local/bin/pip*", f"{SITE}/pip")
+        for pattern in (
+            "usr/bin/*sh",
+            "usr/bin/*gcc*",
+            "usr/bin/cc",
+            "usr/bin/dpkg*",
+            "usr/bin/apt*",
+            "usr/bin/pip*",
+            "usr/local/bin/pip*",
+            f"{SITE}/pip",
+        )
         for path in root.glob(pattern)
     ]
     if found:

@@ -88,4 +88,6 @@ def run(
     for parent in [rootfs, *rootfs.parents]:
         if parent.stat().st_mode & 0o001 == 0:
             raise SandboxError(f"{parent} is not searchable by others: unpack somewhere else")
-    return subprocess.run(command(bwrap, rootfs, config, args, **kwargs), check=False, env=os.environ)
+    return subprocess.run(
+        command(bwrap, rootfs, config, args, **kwargs), check=False, env=os.environ
+    )

@@ -73,7 +73,9 @@ def test_labels_name_the_version_the_commit_and_its_time(image: Built) -> None:
     assert labels["org.opencontainers.image.version"] == METADATA["version"]
     assert labels["org.opencontainers.image.source"] == METADATA["url"]
     assert labels["org.opencontainers.image.revision"].split("-")[0] == git("rev-parse", "HEAD")
-    commit_time = datetime.datetime.fromtimestamp(int(git("log", "-1", "--format=%ct")), datetime.UTC)
+    commit_time = datetime.datetime.fromtimestamp(
+        int(git("log", "-1", "--format=%ct")), datetime.UTC
+    )
     created = commit_time.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert labels["org.opencontainers.image.created"] == created
     assert image.config["created"] == created
@@ -91,13 +93,18 @@ def test_there_is_no_shell_pip_compiler_or_package_manager(layer: Layer) -> None
     assert programs == {"usr/bin/python3.11", "usr/local/bin/vela-progressive-controller"}
     # bin, sbin, lib and lib64 are the usr-merge links, nothing else at the top holds files
     assert {layer.members[top].linkname for top in ("bin", "sbin", "lib", "lib64")} == {
-        "usr/bin", "usr/sbin", "usr/lib", "usr/lib64"
+        "usr/bin",
+        "usr/sbin",
+        "usr/lib",
+        "usr/lib64",
     }
     forbidden = [
         name
         for name in layer.members
-        if any(part in {"pip", "ensurepip", "setuptools", "wheel", "gcc"}
-               for part in Path(name).parts[:-1] or [""])
+        if any(
+            part in {"pip", "ensurepip", "setuptools", "wheel", "gcc"}
+            for part in Path(name).parts[:-1] or [""]
+        )
         or Path(name).name.startswith(("pip-", "setuptools-"))
         or Path(name).name in {"sh", "bash", "dash", "busybox", "cc", "gcc", "ld", "as"}
     ]
@@ -109,7 +116,8 @@ def test_every_file_belongs_to_root_and_only_tmp_is_writable(layer: Layer) -> No
         assert (member.uid, member.gid) == (0, 0), name
         assert not member.mode & (stat.S_ISUID | stat.S_ISGID), name
         if member.mode & stat.S_IWOTH and not member.issym():
-            assert name == "tmp" and member.mode & stat.S_ISVTX, name
+            assert name == "tmp", name
+            assert member.mode & stat.S_ISVTX, name
 
 
 def test_the_templates_are_next_to_the_package(layer: Layer) -> None:
@@ -128,7 +136,8 @@ def test_the_templates_are_next_to_the_package(layer: Layer) -> None:
 
 
 def test_a_compiled_module_is_shipped_for_every_python_file(layer: Layer) -> None:
-    sources = [n for n in layer.sha256 if n.endswith(".py") and n.startswith(("usr/lib/python3.11/", SITE))]
+    roots = ("usr/lib/python3.11/", SITE)
+    sources = [n for n in layer.sha256 if n.endswith(".py") and n.startswith(roots)]
     assert len(sources) > 1000
     missing = [
         name
@@ -183,12 +192,13 @@ def test_the_entrypoint_starts(image: Built) -> None:
 def test_the_tarball_and_the_layout_agree(image: Built) -> None:
     archive = Path(image.report["archive"])
     assert archive.name == f"controller-{TAG}.oci.tar"
+    inside = {}
     with tarfile.open(archive) as tar:
-        inside = {
-            member.name.removeprefix("./"): hashlib.sha256(tar.extractfile(member).read()).hexdigest()  # type: ignore[union-attr]
-            for member in tar
-            if member.isfile()
-        }
+        for member in tar:
+            content = tar.extractfile(member) if member.isfile() else None
+            if content is not None:
+                digest = hashlib.sha256(content.read()).hexdigest()
+                inside[member.name.removeprefix("./")] = digest
     outside = {
         path.relative_to(image.layout).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in image.layout.rglob("*")
@@ -200,7 +210,9 @@ def test_the_tarball_and_the_layout_agree(image: Built) -> None:
     inspected = json.loads(
         subprocess.run(
             [skopeo, "inspect", f"oci-archive:{archive}:{TAG}"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     )
     assert inspected["Digest"] == image.report["digest"]
