@@ -11,7 +11,6 @@ image's root-owned files belong to nobody inside, as in a cluster.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -65,14 +64,31 @@ def command(
     argv += ["--uid", str(uid), "--gid", str(gid), "--clearenv", "--chdir", process["cwd"]]
     if network:
         argv.append("--share-net")
-        argv += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
-    for target, source in (binds or {}).items():
+    for target, source in mounts(binds, network).items():
         argv += ["--ro-bind", str(source), target]
     variables = dict(item.split("=", 1) for item in process["env"])
     variables.update(env or {})
     for key, value in variables.items():
         argv += ["--setenv", key, value]
     return [*argv, "--", *(process["args"] if replace is None else replace), *args]
+
+
+def mounts(binds: Mapping[str, Path] | None, network: bool) -> dict[str, Path]:
+    found = dict(binds or {})
+    if network:
+        found["/etc/resolv.conf"] = Path("/etc/resolv.conf")
+    return found
+
+
+def make_mountpoints(rootfs: Path, targets: Mapping[str, Path]) -> None:
+    """Create what is mounted over, as a runtime does before it makes the root read-only."""
+    for target, source in targets.items():
+        inside = rootfs / target.lstrip("/")
+        if source.is_dir():
+            inside.mkdir(parents=True, exist_ok=True)
+        else:
+            inside.parent.mkdir(parents=True, exist_ok=True)
+            inside.touch()
 
 
 def run(
