@@ -175,11 +175,13 @@ def _build(
     digest = layout.pack(tools["umoci"], root, oci, tag, config)
     archive = out / f"controller-{tag}.oci.tar"
     progress(f"writing {archive.relative_to(ROOT) if archive.is_relative_to(ROOT) else archive}")
-    layout.write_archive(oci, archive, epoch)
+    reference = f"{REPOSITORY}:{tag}"
+    docker = layout.docker_manifest(oci, tag, reference)
+    layout.write_archive(oci, archive, epoch, {"manifest.json": docker})
     layout.check_with_skopeo(tools["skopeo"], f"oci-archive:{archive}:{tag}", digest)
     blobs = du(oci / "blobs")
     report = {
-        "reference": f"{REPOSITORY}:{tag}",
+        "reference": reference,
         "tag": tag,
         "digest": digest,
         "layout": str(oci),

@@ -2,8 +2,9 @@
 
 One layer (the whole root filesystem), the runtime configuration (user, entrypoint, env, labels)
 and every date set to ``SOURCE_DATE_EPOCH``, so two builds of the same inputs give the same
-manifest digest. The tarball is the layout directory itself in a tar (``oci-archive``): what
-``skopeo copy oci-archive:...``, ``podman load`` and Docker 25+ ``docker load`` read.
+manifest digest. The tarball is the layout directory itself in a tar (``oci-archive``: what
+``skopeo copy oci-archive:...`` and ``podman load`` read) plus the ``manifest.json`` of a
+``docker-archive`` (what every ``docker load`` reads), as ``docker save`` writes since Docker 25.
 """
 
 from __future__ import annotations
@@ -125,23 +126,42 @@ def check_with_skopeo(skopeo: str, reference: str, digest: str) -> None:
         raise LayoutError(f"skopeo inspect {reference} sees {seen}, umoci wrote {digest}")
 
 
-def write_archive(layout: Path, archive: Path, epoch: int) -> None:
-    """The layout as a deterministic tar: sorted names, fixed times and owners."""
+def docker_manifest(layout: Path, tag: str, reference: str) -> bytes:
+    """The ``manifest.json`` of ``docker save``, naming the layout's blobs.
+
+    With it the tarball is also a ``docker-archive`` (what ``docker save`` writes since Docker
+    25: both files side by side), so any ``docker load`` reads it.
+    """
+    digest = manifest_digest(layout, tag)
+    manifest = json.loads((layout / "blobs" / digest.replace(":", "/")).read_text())
+    entry = {
+        "Config": "blobs/" + manifest["config"]["digest"].replace(":", "/"),
+        "RepoTags": [reference],
+        "Layers": ["blobs/" + layer["digest"].replace(":", "/") for layer in manifest["layers"]],
+    }
+    return json.dumps([entry], separators=(",", ":")).encode() + b"\n"
+
+
+def write_archive(layout: Path, archive: Path, epoch: int, extra: dict[str, bytes]) -> None:
+    """The layout (plus ``extra`` files) as a deterministic tar: sorted, fixed times and owners."""
     archive.parent.mkdir(parents=True, exist_ok=True)
     partial = archive.with_name(archive.name + ".partial")
+    entries: dict[str, bytes | None] = {".": None}
+    for path in sorted(layout.rglob("*")):
+        entries[path.relative_to(layout).as_posix()] = None if path.is_dir() else path.read_bytes()
+    entries.update(extra)
     with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
-        for path in [layout, *sorted(layout.rglob("*"))]:
-            name = path.relative_to(layout).as_posix()
-            info = tarfile.TarInfo("." if name == "." else name)
+        for name in sorted(entries):
+            data = entries[name]
+            info = tarfile.TarInfo(name)
             info.mtime = epoch
             info.uid = info.gid = 0
             info.uname = info.gname = ""
-            if path.is_dir():
+            if data is None:
                 info.type = tarfile.DIRTYPE
                 info.mode = 0o755
                 tar.addfile(info)
             else:
-                data = path.read_bytes()
                 info.size = len(data)
                 info.mode = 0o644
                 tar.addfile(info, io.BytesIO(data))

@@ -23,7 +23,7 @@ import debs
 PYTHON = "/usr/bin/python3.11"
 SITE = "usr/local/lib/python3.11/dist-packages"  # on Debian python3.11's sys.path
 ENTRYPOINT = "vela-progressive-controller"
-UID = 65532  # the "nonroot" user of distroless images; the Dockerfile used it too
+UID = 65532  # the "nonroot" user of distroless images
 #: the package's build backend, pinned (``pyproject.toml`` asks for setuptools>=69)
 BUILD_CONSTRAINTS = "setuptools==80.9.0\n"
 #: paths (after the usr-merge) not copied out of the Debian packages

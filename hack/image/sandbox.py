@@ -96,7 +96,11 @@ def run(
     rootfs: Path,
     config: Mapping[str, Any],
     args: Sequence[str] = (),
-    **kwargs: Any,
+    *,
+    replace: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    binds: Mapping[str, Path] | None = None,
+    network: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
     if shutil.which("setpriv") is None:
         raise SandboxError("setpriv is missing (Debian: util-linux)")
@@ -104,6 +108,8 @@ def run(
     for parent in [rootfs, *rootfs.parents]:
         if parent.stat().st_mode & 0o001 == 0:
             raise SandboxError(f"{parent} is not searchable by others: unpack somewhere else")
-    return subprocess.run(
-        command(bwrap, rootfs, config, args, **kwargs), check=False, env=os.environ
+    make_mountpoints(rootfs, mounts(binds, network))
+    argv = command(
+        bwrap, rootfs, config, args, replace=replace, env=env, binds=binds, network=network
     )
+    return subprocess.run(argv, check=False)

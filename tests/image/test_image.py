@@ -10,6 +10,7 @@ import stat
 import subprocess
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -197,26 +198,42 @@ def test_the_tarball_and_the_layout_agree(image: Built) -> None:
         for member in tar:
             content = tar.extractfile(member) if member.isfile() else None
             if content is not None:
-                digest = hashlib.sha256(content.read()).hexdigest()
-                inside[member.name.removeprefix("./")] = digest
+                inside[member.name.removeprefix("./")] = content.read()
+    docker = json.loads(inside.pop("manifest.json"))
     outside = {
-        path.relative_to(image.layout).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        path.relative_to(image.layout).as_posix(): path.read_bytes()
         for path in image.layout.rglob("*")
         if path.is_file()
     }
     assert inside == outside
+    manifest = image.manifest
+    assert docker == [
+        {
+            "Config": "blobs/" + manifest["config"]["digest"].replace(":", "/"),
+            "RepoTags": [f"ghcr.io/vela-progressive/controller:{TAG}"],
+            "Layers": [
+                "blobs/" + layer["digest"].replace(":", "/") for layer in manifest["layers"]
+            ],
+        }
+    ]
+    # Read back by a registry client: as an OCI archive (same manifest digest) and as a
+    # docker-archive (docker load converts the manifest; the image ID, its config, is the same).
     skopeo = shutil.which("skopeo")
     assert skopeo, "skopeo is missing: apt-get install -y skopeo"
-    inspected = json.loads(
-        subprocess.run(
-            [skopeo, "inspect", f"oci-archive:{archive}:{TAG}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
-    assert inspected["Digest"] == image.report["digest"]
-    assert inspected["Labels"]["org.opencontainers.image.version"] == METADATA["version"]
+
+    def inspect(*args: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [skopeo, "inspect", *args], check=False, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        data: dict[str, Any] = json.loads(done.stdout)
+        return data
+
+    oci = inspect(f"oci-archive:{archive}:{TAG}")
+    assert oci["Digest"] == image.report["digest"]
+    assert oci["Labels"]["org.opencontainers.image.version"] == METADATA["version"]
+    converted = inspect("--raw", f"docker-archive:{archive}")
+    assert converted["config"]["digest"] == manifest["config"]["digest"]
 
 
 def test_it_stays_small(image: Built) -> None:
