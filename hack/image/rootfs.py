@@ -9,6 +9,7 @@ time), and every timestamp set to ``SOURCE_DATE_EPOCH``.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shutil
@@ -157,9 +158,6 @@ def install_python(root: Path, uv: Path, wheel: Path, lock: Path, env: dict[str,
     # builds differ; both files are optional metadata.
     for name in VOLATILE_METADATA:
         for path in site.glob(f"*.dist-info/{name}"):
-            record = path.parent / "RECORD"
-            lines = record.read_text().splitlines(keepends=True)
-            record.write_text("".join(ln for ln in lines if f"/{name}," not in ln))
             path.unlink()
     scripts = site / "bin"
     entry = (scripts / ENTRYPOINT).read_text().split("\n", 1)[1]
@@ -167,7 +165,15 @@ def install_python(root: Path, uv: Path, wheel: Path, lock: Path, env: dict[str,
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(f"#!{PYTHON}\n{entry}")
     target.chmod(0o755)
-    shutil.rmtree(scripts)  # kopf, jsonschema, ... command-line tools the image never runs
+    # kopf, jsonschema, ... command-line tools the image never runs. Their shebang named the
+    # build's interpreter, so their RECORD lines would make builds from two checkouts differ.
+    shutil.rmtree(scripts)
+    for record in site.glob("*.dist-info/RECORD"):
+        lines = record.read_text().splitlines(keepends=True)
+        kept = [
+            ln for ln, row in zip(lines, csv.reader(lines), strict=True) if (site / row[0]).exists()
+        ]
+        record.write_text("".join(kept))
     (site / ".lock").unlink(missing_ok=True)  # uv's lock file, writable by everyone
 
 
