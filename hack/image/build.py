@@ -230,8 +230,8 @@ def run(out: Path, args: list[str], entrypoint: str | None) -> int:
         bundle = Path(tmp) / "bundle"
         config = sandbox.unpack(tools["umoci"], Path(report["layout"]), report["tag"], bundle)
         replace = None if entrypoint is None else [entrypoint]
-        done = sandbox.run(tools["bwrap"], bundle / "rootfs", config, args, replace=replace)
-        return done.returncode
+        argv = sandbox.command(tools["bwrap"], bundle / "rootfs", config, args, replace=replace)
+        return subprocess.run(argv, check=False).returncode
 
 
 def main() -> int:

@@ -1,8 +1,8 @@
 """Running the image the way a container runtime would, without one.
 
 ``umoci unpack`` turns the layout into an OCI runtime bundle (``rootfs/`` and the runtime
-``config.json``: user, arguments, environment, working directory). :func:`run` starts that
-process in a bubblewrap sandbox: its own user, PID, IPC, UTS and network namespaces (the host
+``config.json``: user, arguments, environment, working directory). :func:`command` is the
+command line that starts that process in a bubblewrap sandbox: its own user, PID, IPC, UTS and network namespaces (the host
 network when asked), the root filesystem mounted read-only, a fresh tmpfs on ``/tmp`` (what an
 ``emptyDir`` gives), and a really unprivileged uid: bwrap itself runs as the image's user, so the
 image's root-owned files belong to nobody inside, as in a cluster.
@@ -51,11 +51,23 @@ def command(
     binds: Mapping[str, Path] | None = None,
     network: bool = False,
 ) -> list[str]:
-    """The argv that runs the image's process.
+    """The argv that runs the image's process; creates what it mounts over in ``rootfs``.
 
     As in a Pod: ``args`` come after the image's entrypoint (the image has no ``cmd``),
-    ``replace`` replaces the whole command line (a container's ``command``).
+    ``replace`` replaces the whole command line (a container's ``command``), ``env`` is added
+    to the image's, ``binds`` are read-only mounts (target: source), and ``network`` shares the
+    host's network (and its ``/etc/resolv.conf``).
     """
+    if shutil.which("setpriv") is None:
+        raise SandboxError("setpriv is missing (Debian: util-linux)")
+    # The unprivileged user must be able to reach the root filesystem.
+    for parent in [rootfs, *rootfs.parents]:
+        if parent.stat().st_mode & 0o001 == 0:
+            raise SandboxError(f"{parent} is not searchable by others: unpack somewhere else")
+    mounts = dict(binds or {})
+    if network:
+        mounts["/etc/resolv.conf"] = Path("/etc/resolv.conf")
+    make_mountpoints(rootfs, mounts)
     process = config["process"]
     uid, gid = process["user"]["uid"], process["user"]["gid"]
     argv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
@@ -64,20 +76,13 @@ def command(
     argv += ["--uid", str(uid), "--gid", str(gid), "--clearenv", "--chdir", process["cwd"]]
     if network:
         argv.append("--share-net")
-    for target, source in mounts(binds, network).items():
+    for target, source in mounts.items():
         argv += ["--ro-bind", str(source), target]
     variables = dict(item.split("=", 1) for item in process["env"])
     variables.update(env or {})
     for key, value in variables.items():
         argv += ["--setenv", key, value]
     return [*argv, "--", *(process["args"] if replace is None else replace), *args]
-
-
-def mounts(binds: Mapping[str, Path] | None, network: bool) -> dict[str, Path]:
-    found = dict(binds or {})
-    if network:
-        found["/etc/resolv.conf"] = Path("/etc/resolv.conf")
-    return found
 
 
 def make_mountpoints(rootfs: Path, targets: Mapping[str, Path]) -> None:
@@ -89,27 +94,3 @@ def make_mountpoints(rootfs: Path, targets: Mapping[str, Path]) -> None:
         else:
             inside.parent.mkdir(parents=True, exist_ok=True)
             inside.touch()
-
-
-def run(
-    bwrap: str,
-    rootfs: Path,
-    config: Mapping[str, Any],
-    args: Sequence[str] = (),
-    *,
-    replace: Sequence[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    binds: Mapping[str, Path] | None = None,
-    network: bool = False,
-) -> subprocess.CompletedProcess[bytes]:
-    if shutil.which("setpriv") is None:
-        raise SandboxError("setpriv is missing (Debian: util-linux)")
-    # The unprivileged user must be able to reach the root filesystem.
-    for parent in [rootfs, *rootfs.parents]:
-        if parent.stat().st_mode & 0o001 == 0:
-            raise SandboxError(f"{parent} is not searchable by others: unpack somewhere else")
-    make_mountpoints(rootfs, mounts(binds, network))
-    argv = command(
-        bwrap, rootfs, config, args, replace=replace, env=env, binds=binds, network=network
-    )
-    return subprocess.run(argv, check=False)
