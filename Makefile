@@ -71,7 +71,7 @@ image: venv ## Build the controller's OCI image into dist/image/ (no container e
 	$(PY) hack/image/build.py build
 
 .PHONY: image-lock
-image-lock: ## Re-pin the image's Debian packages (hack/image/debian.lock) to the archive's current versions
+image-lock: venv ## Re-pin the image's Debian packages (hack/image/debian.lock) to the archive's current versions
 	$(PY) hack/image/build.py lock
 
 .PHONY: run
