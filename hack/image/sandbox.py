@@ -1,11 +1,11 @@
 """Running the image the way a container runtime would, without one.
 
 ``umoci unpack`` turns the layout into an OCI runtime bundle (``rootfs/`` and the runtime
-``config.json``: user, arguments, environment, working directory). :func:`command` is the
-command line that starts that process in a bubblewrap sandbox: its own user, PID, IPC, UTS and network namespaces (the host
-network when asked), the root filesystem mounted read-only, a fresh tmpfs on ``/tmp`` (what an
-``emptyDir`` gives), and a really unprivileged uid: bwrap itself runs as the image's user, so the
-image's root-owned files belong to nobody inside, as in a cluster.
+``config.json``: user, arguments, environment, working directory). :func:`command` is the command
+line that starts that process in a bubblewrap sandbox: its own user, PID, IPC, UTS and network
+namespaces (the host network when asked), the root filesystem mounted read-only, a fresh tmpfs on
+``/tmp`` (what an ``emptyDir`` gives), and a really unprivileged uid: bwrap itself runs as the
+image's user, so the image's root-owned files belong to nobody inside, as in a cluster.
 """
 
 from __future__ import annotations
