@@ -66,6 +66,14 @@ verify: venv ## Fail when a generated file differs from what is committed
 addon: venv ## Assemble the addon into dist/addon/vela-progressive/
 	$(PY) hack/build_addon.py
 
+.PHONY: image
+image: venv ## Build the controller's OCI image into dist/image/ (no container engine, no registry)
+	$(PY) hack/image/build.py build
+
+.PHONY: image-lock
+image-lock: venv ## Re-pin the image's Debian packages (hack/image/debian.lock) to the archive's current versions
+	$(PY) hack/image/build.py lock
+
 .PHONY: run
 run: venv ## Run the controller against $$KUBECONFIG (hold webhook on 127.0.0.1)
 	@test -n "$$KUBECONFIG" || { echo "KUBECONFIG is not set: run 'eval \"\$$(make -s cluster-up)\"' first"; exit 2; }
@@ -75,7 +83,7 @@ PYTEST := .venv/bin/pytest
 
 .PHONY: test-unit
 test-unit: venv ## Unit, golden and doctest tier (pure, seconds)
-	$(PYTEST) -m "not cue and not cluster and not integration and not e2e and not chaos" -q
+	$(PYTEST) -m "not cue and not cluster and not integration and not e2e and not chaos and not image" -q
 
 .PHONY: test-cue
 test-cue: venv build-binaries ## CUE tier: vela def vet and vela dry-run goldens
@@ -94,8 +102,12 @@ CONCURRENCY ?= 6
 test-chaos: venv build-binaries prometheus ## Chaos tier on a world of its own: releases under seeded faults (SEED=, RELEASES=, CONCURRENCY=)
 	CHAOS_SEED=$(SEED) CHAOS_RELEASES=$(RELEASES) CHAOS_CONCURRENCY=$(CONCURRENCY) $(PYTEST) -m chaos -q -s -p no:cacheprovider tests/chaos
 
+.PHONY: test-image
+test-image: venv ## Image tier: build the image twice (same digest), check its files, user and entrypoint in a sandbox
+	$(PYTEST) -m image -q
+
 .PHONY: test
-test: lint verify test-unit test-cue test-cluster test-chaos ## Every tier: lint, types, import contracts, generated files, unit, CUE, cluster, integration, e2e, chaos (small schedule)
+test: lint verify test-unit test-image test-cue test-cluster test-chaos ## Every tier: lint, types, import contracts, generated files, unit, image, CUE, cluster, integration, e2e, chaos (small schedule)
 
 .PHONY: bench-core
 bench-core: venv ## Benchmark the pure release core: decisions and plans per second (one core)
