@@ -230,8 +230,9 @@ def hold(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
 
 
 # One webhook per registered kind, served at /hold-<plural> (the addon's webhook rules and the
-# self-registered configuration both come from the registry).
-for _kind in registry.REGISTRY:
+# self-registered configuration both come from the registry). None with VP_WEBHOOK_MODE=off:
+# Kopf refuses to start with admission handlers and no server to serve them.
+for _kind in registry.REGISTRY if MODE != "off" else ():
     kopf.on.mutate(
         _kind.group,
         _kind.version,
@@ -267,15 +268,16 @@ def stamp_operations(
 
 # Always fail-open: a controller outage must never block KubeVela applying a rollout; an
 # operation that passed without a stamp reads as unverified.
-kopf.on.mutate(
-    API_GROUP,
-    API_VERSION,
-    PLURAL,
-    id=identity.WEBHOOK_ID,
-    operations=list(identity.WEBHOOK_OPERATIONS),
-    ignore_failures=True,
-    side_effects=False,
-)(stamp_operations)
+if MODE != "off":
+    kopf.on.mutate(
+        API_GROUP,
+        API_VERSION,
+        PLURAL,
+        id=identity.WEBHOOK_ID,
+        operations=list(identity.WEBHOOK_OPERATIONS),
+        ignore_failures=True,
+        side_effects=False,
+    )(stamp_operations)
 
 
 def main() -> None:
