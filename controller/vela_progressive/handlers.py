@@ -137,29 +137,29 @@ async def drive(
     wake: asyncio.Event = memo.wakeups.setdefault((namespace, name), asyncio.Event())
     kube: Kube = memo.kube
     while not stopped:
-        cr = await kube.get(f"{API_GROUP}/{API_VERSION}", "ProgressiveRollout", name, namespace)
-        if cr is None or cr["metadata"].get("deletionTimestamp"):
-            return
         try:
+            cr = await kube.get(f"{API_GROUP}/{API_VERSION}", "ProgressiveRollout", name, namespace)
+            if cr is None or cr["metadata"].get("deletionTimestamp"):
+                return
             outcome = await memo.reconciler.reconcile(cr)
-        except KubeError as exc:  # conflicts and transient API errors: try again shortly
+            if outcome.changed:
+                await kube.patch(
+                    f"{API_GROUP}/{API_VERSION}",
+                    "ProgressiveRollout",
+                    name,
+                    namespace,
+                    {"status": outcome.status},
+                    subresource="status",
+                )
+            # The status records the pass: its Events may go.
+            await memo.reconciler.announce(cr, outcome.events)
+        except KubeError as exc:  # conflicts, an API server restarting: try again shortly
             log.info("reconcile %s/%s: %s (retrying)", namespace, name, exc)
             outcome = None
         except Exception:  # a bug must not stop every other release: log it, retry later
             log.exception("reconcile %s/%s failed (retrying in 30s)", namespace, name)
             await asyncio.sleep(30)
             continue
-        if outcome is not None and outcome.changed:
-            await kube.patch(
-                f"{API_GROUP}/{API_VERSION}",
-                "ProgressiveRollout",
-                name,
-                namespace,
-                {"status": outcome.status},
-                subresource="status",
-            )
-        if outcome is not None:  # the status records the pass: its Events may go
-            await memo.reconciler.announce(cr, outcome.events)
         delay = 2.0 if outcome is None else outcome.requeue
         if delay > 0:
             with contextlib.suppress(TimeoutError):

@@ -378,7 +378,7 @@ class Runner:
                 r.note("aborted; rolling back to the stable revision")
                 await self.apply(slot, r.stable, slot.replicas)
                 rolled_back = True
-            if settled(r, status, pods, workload, rolled_back):
+            if settled(r, cr, pods, workload, rolled_back):
                 break
             step = int(status.get("currentStep") or 0)
             revision = str(((cr or {}).get("spec") or {}).get("revision", {}).get("name", ""))
@@ -638,12 +638,20 @@ def ready(pod: Obj) -> bool:
 
 
 def settled(
-    r: Release, status: Obj, pods: list[Obj], workload: Obj | None, rolled_back: bool
+    r: Release, cr: Obj | None, pods: list[Obj], workload: Obj | None, rolled_back: bool
 ) -> bool:
-    """The release is over: the rollout says Healthy, and the pods and template agree."""
-    if r.aborted and not rolled_back:
+    """The release is over: the rollout says Healthy about its current spec (not a Healthy
+    left from the release before, while the controller is down), and the pods and template
+    agree."""
+    if (r.aborted and not rolled_back) or cr is None or workload is None:
         return False
-    if status.get("phase") != "Healthy" or workload is None:
+    status = cr.get("status") or {}
+    revision = ((cr.get("spec") or {}).get("revision") or {}).get("name")
+    if (
+        status.get("phase") != "Healthy"
+        or status.get("observedRevision") != revision
+        or status.get("observedGeneration") != cr["metadata"].get("generation")
+    ):
         return False
     template = workload["spec"]["template"]["spec"]["containers"][0]["image"]
     return (

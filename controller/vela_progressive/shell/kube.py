@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -145,6 +146,10 @@ class Kube:
             except (TypeError, ValueError):
                 pass
             raise KubeError(int(exc.status or 0), reason, message) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # The API server is restarting, or its etcd is: an API error like any other (the
+            # caller retries), not a crash of the release loop.
+            raise KubeError(0, "Unreachable", f"{method} {path}: {exc!r}") from exc
         return result if isinstance(result, dict) else {}
 
     # ------------------------------------------------------------------ verbs
