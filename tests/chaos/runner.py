@@ -28,13 +28,13 @@ from tests.chaos.ledger import Ledger, Release
 from tests.chaos.observe import Observer, Unreachable, rollouts_path
 from tests.chaos.sampler import Sampler, image_of, live
 from tests.chaos.schedule import KINDS, Fault, Schedule
-from tests.support.cluster import REPO, Cluster
+from tests.support.cluster import WORLD, Cluster
 from tests.support.controller import Controller
 
 Obj = dict[str, Any]
 T = TypeVar("T")
 
-WORLD = REPO / "hack" / "cluster" / "world.py"
+
 PREFIX = "chaos-"
 #: A release that has not finished after this long is stuck: a violation.
 RELEASE_TIMEOUT = 300.0

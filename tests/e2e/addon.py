@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.support.cluster import REPO, Cluster
@@ -20,6 +23,21 @@ ADOPTABLE = (
     (f"clusterrole/{CONTROLLER}", ""),
     (f"clusterrolebinding/{CONTROLLER}", ""),
 )
+
+
+def built_and_enabled(cluster: Cluster) -> Addon:
+    """``make addon`` (hack/build_addon.py), then ``vela addon enable`` of what it built."""
+    built = subprocess.run(
+        [sys.executable, str(REPO / "hack" / "build_addon.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if built.returncode != 0 or not ADDON_DIR.exists():
+        pytest.fail(f"make addon failed:\n{built.stdout}{built.stderr}", pytrace=False)
+    installed = Addon(cluster)
+    installed.enable()
+    return installed
 
 
 class Addon:

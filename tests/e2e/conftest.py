@@ -11,32 +11,20 @@ Fixtures:
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.addon import Addon
+from tests.e2e.addon import Addon, built_and_enabled
 from tests.e2e.kit import Example, Release
-from tests.support.cluster import REPO, Cluster
+from tests.support.cluster import Cluster
 from tests.support.controller import Controller
 from vela_progressive.shell.kube import Kube
 
 
 @pytest.fixture(scope="session")
 def addon(cluster: Cluster, controller: Controller) -> Addon:
-    built = subprocess.run(
-        [sys.executable, str(REPO / "hack" / "build_addon.py")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if built.returncode != 0:
-        pytest.fail(f"make addon failed:\n{built.stdout}{built.stderr}", pytrace=False)
-    installed = Addon(cluster)
-    installed.enable()
-    return installed
+    return built_and_enabled(cluster)
 
 
 @pytest.fixture

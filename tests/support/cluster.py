@@ -228,7 +228,14 @@ def cluster(
         )
         return
 
-    name = f"pytest-{os.getpid()}"
+    with own_world(f"pytest-{os.getpid()}", pytestconfig, cache) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def own_world(name: str, pytestconfig: pytest.Config, cache: Path) -> Iterator[Cluster]:
+    """A world.py cluster of this session's own, ``name``, removed afterwards."""
+    bindir = _bindir(pytestconfig)
     code, out, err = _run_streaming(
         [sys.executable, str(WORLD), "up", "--name", name], pytestconfig
     )
