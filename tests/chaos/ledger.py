@@ -26,12 +26,14 @@ class Release:
     #: never reads fewer approvals than the controller may act on.
     approvals: int = 0
     aborted: bool = False
-    #: ``target`` was applied while the controller was down (killed, or stopped by SIGSTOP):
-    #: the fail-open hold webhook let it through unheld, so its pods are not bound by the
-    #: step allowance (docs/reliability.md: what fail-open costs).
+    #: ``target`` reached the workload while the controller was down (killed, or stopped by
+    #: SIGSTOP; the sampler sees when): the fail-open hold webhook let it through unheld, so
+    #: its pods are not bound by the step allowance (docs/reliability.md: fail-open's cost).
     unheld: bool = False
-    #: Monotonic time ``target`` was last applied.
-    applied_at: float = field(default_factory=time.monotonic)
+    #: The sampler has seen ``target`` in the workload's template.
+    template_seen: bool = False
+    #: The rollout's revision name once it reports releasing ``target`` (what an abort names).
+    revision: str | None = None
     #: What the pods must run at the end: ``target``, or ``stable`` after an abort.
     intended: str = ""
     started: float = field(default_factory=time.monotonic)
@@ -64,6 +66,17 @@ class Ledger:
     #: how many samples saw it is counted in ``samples_violating``.
     _seen: set[tuple[str, str]] = field(default_factory=set)
     samples_violating: int = 0
+    #: When the controller was down: [start, end) in monotonic time; end is inf while down.
+    down: list[list[float]] = field(default_factory=list)
+
+    def went_down(self) -> None:
+        self.down.append([time.monotonic(), float("inf")])
+
+    def came_up(self) -> None:
+        self.down[-1][1] = time.monotonic()
+
+    def was_down(self, since: float, until: float) -> bool:
+        return any(start < until and end > since for start, end in self.down)
 
     def violate(self, invariant: str, release: Release, detail: str) -> None:
         self.samples_violating += 1

@@ -79,7 +79,11 @@ class Observer:
 
     async def items(self, path: str, selector: str = "") -> list[Obj]:
         got = await self._call("GET", path, query={"labelSelector": selector} if selector else None)
-        return list((got or {}).get("items") or [])
+        if got is None:
+            # A list is never "not found": a restarted API server serves a custom resource's
+            # path only once it has installed it again.
+            raise Unreachable(f"GET {path}: 404 (not served yet)")
+        return list(got.get("items") or [])
 
     async def merge_patch(self, path: str, body: Obj) -> Obj | None:
         return await self._call("PATCH", path, body=body)

@@ -41,8 +41,6 @@ RELEASE_TIMEOUT = 300.0
 #: What a user does between seeing a step wait and approving it.
 APPROVAL_DELAY = (0.2, 1.5)
 POLL = 0.3
-#: Seconds KubeVela may take to apply a revision to its workload (see Runner.going_down).
-UNHELD_WINDOW = 5.0
 #: The longest a controller stays stopped (SIGSTOP) waiting for a change to pass its webhook.
 FREEZE_CAP = 90.0
 #: Metadata KubeVela and the API server change on every revision: never compared.
@@ -351,11 +349,9 @@ class Runner:
             replicas=slot.replicas,
             replicas_max=slot.replicas,
             intended=target,
-            unheld=self.controller_down,
         )
         self.ledger.releases.append(r)
         r.note(f"apply {target}")
-        r.applied_at = time.monotonic()
         await self.apply(slot, target, slot.replicas)
         approved: set[tuple[str, int]] = set()
         rolled_back = False
@@ -364,7 +360,7 @@ class Runner:
             if time.monotonic() > deadline:
                 self.ledger.violate("release-finishes", r, f"not done after {RELEASE_TIMEOUT} s")
                 break
-            while not slot.inbox.empty():
+            for _ in range(slot.inbox.qsize()):  # one look each: an abort may wait its turn
                 await self.intervene(slot, r, slot.inbox.get_nowait())
             try:
                 cr = await self.rollout(slot)
@@ -374,6 +370,14 @@ class Runner:
                 await asyncio.sleep(POLL)
                 continue
             status = (cr or {}).get("status") or {}
+            spec_revision = ((cr or {}).get("spec") or {}).get("revision", {}).get("name")
+            if (
+                r.template_seen
+                and status.get("phase") == "Progressing"
+                and status.get("canaryRevision")
+                and status.get("observedRevision") == spec_revision
+            ):
+                r.revision = spec_revision
             if r.aborted and not rolled_back and status.get("phase") == "Aborted":
                 r.note("aborted; rolling back to the stable revision")
                 await self.apply(slot, r.stable, slot.replicas)
@@ -412,11 +416,10 @@ class Runner:
         if what == "newer-revision":
             r.target = r.intended = slot.next_image()
             r.approvals = 0
-            r.unheld = r.unheld or self.controller_down
+            r.template_seen, r.revision = False, None
             r.note(
                 f"newer revision {r.target}{' (controller down)' if self.controller_down else ''}"
             )
-            r.applied_at = time.monotonic()
             await self.apply(slot, r.target, slot.replicas)
         elif what == "user-scale":
             slot.replicas = (
@@ -429,6 +432,12 @@ class Runner:
             r.note(f"user scales to {slot.replicas}")
             await self.apply(slot, r.target, slot.replicas)
         elif what == "abort":
+            if r.revision is None:
+                # The rollout does not report releasing this revision yet: a user aborts what
+                # `kubectl progressive status` shows, so wait (an abort naming the revision
+                # before would be ignored, rightly).
+                await slot.inbox.put(what)
+                return
             if r.approvals >= len(STEPS):
                 # The last step is approved: the release is finishing, which an abort no
                 # longer stops (docs/reliability.md). A user would roll back instead.
@@ -436,7 +445,7 @@ class Runner:
                 return
             cr = await retrying("read rollout", lambda: self.rollout(slot))
             assert cr is not None
-            revision = str((cr.get("spec") or {}).get("revision", {}).get("name", ""))
+            revision = r.revision
             r.aborted = True
             r.intended = r.stable
             r.note(f"abort {revision}")
@@ -496,12 +505,13 @@ class Runner:
             await self.recovery(record, stop)
 
     def going_down(self) -> None:
-        """The controller stops serving its webhook: a revision applied moments ago may reach
-        its workload only now (KubeVela applies it asynchronously), unheld."""
+        """The controller stops serving its webhook (the sampler marks what passes unheld)."""
         self.controller_down = True
-        for r in self.ledger.in_flight():
-            if time.monotonic() - r.applied_at < UNHELD_WINDOW:
-                r.unheld = True
+        self.ledger.went_down()
+
+    def coming_up(self) -> None:
+        self.controller_down = False
+        self.ledger.came_up()
 
     def pick(self, fault: Fault) -> Release | None:
         candidates = [
@@ -533,7 +543,7 @@ class Runner:
                 await asyncio.to_thread(self.controller.start)
                 record.detail = f"serving again {time.monotonic() - began:.1f} s after its start"
             finally:
-                self.controller_down = False
+                self.coming_up()
         elif kind == "controller-freeze":
             await self.freeze(record)
         elif kind in ("apiserver-restart", "etcd-restart", "vela-core-restart"):
@@ -608,7 +618,7 @@ class Runner:
             )
         finally:
             os.kill(pid, signal.SIGCONT)
-            self.controller_down = False
+            self.coming_up()
 
     async def recovery(self, record: FaultRecord, stop: asyncio.Event) -> None:
         """Seconds from the end of a fault until every release then in flight moved again."""

@@ -83,6 +83,8 @@ class Sampler:
     #: namespace -> monotonic time its rollout last moved.
     moved: dict[str, float] = field(default_factory=dict)
     _marks: dict[str, tuple[object, ...]] = field(default_factory=dict)
+    #: Monotonic time of the last sample taken.
+    _last: float = field(default_factory=time.monotonic)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -109,7 +111,10 @@ class Sampler:
         slices = self._ours(await self.observer.items("/apis/discovery.k8s.io/v1/endpointslices"))
         services = self._ours(await self.observer.items("/api/v1/services"))
         pods = [p for p in self._ours(await self.observer.items("/api/v1/pods")) if live(p)]
+        workloads = self._ours(await self.observer.items("/apis/apps/v1/deployments"))
+        workloads += self._ours(await self.observer.items("/apis/apps/v1/statefulsets"))
         now = time.monotonic()
+        self._templates(workloads, now)
         for rollout in rollouts:
             ns = rollout["metadata"]["namespace"]
             mark = progress_mark(rollout)
@@ -125,6 +130,25 @@ class Sampler:
             release = releases.get(ingress["metadata"]["namespace"])
             if release is not None:
                 self._routes(release, ingress, slices)
+
+    def _templates(self, workloads: list[Obj], now: float) -> None:
+        """Mark a release unheld when its revision reached the workload while the controller
+        was down (between this sample and the one before)."""
+        for release in self.ledger.in_flight():
+            if release.template_seen:
+                continue
+            for w in workloads:
+                meta = w["metadata"]
+                if (meta["namespace"], meta["name"]) != (release.namespace, release.app):
+                    continue
+                if w["spec"]["template"]["spec"]["containers"][0]["image"] == release.target:
+                    release.template_seen = True
+                    if self.ledger.was_down(self._last, now):
+                        release.unheld = True
+                        release.note(
+                            "its revision reached the workload while the controller was down"
+                        )
+        self._last = now
 
     def _allowance(self, release: Release, pods: list[Obj]) -> None:
         if release.unheld:
