@@ -18,6 +18,9 @@ Obj = dict[str, Any]
 
 #: A read that takes longer than this is an error (the API server may be down on purpose).
 TIMEOUT = 5
+#: A write waits longer, as kubectl does: it may pass through an admission webhook of a
+#: controller that is stopped, which the API server waits for up to 30 s before failing open.
+WRITE_TIMEOUT = 40
 
 
 class Unreachable(Exception):
@@ -55,7 +58,7 @@ class Observer:
                 auth_settings=["BearerToken"],
                 _preload_content=False,
                 _return_http_data_only=True,
-                _request_timeout=TIMEOUT,
+                _request_timeout=TIMEOUT if body is None else WRITE_TIMEOUT,
             )
             data = await response.read()
             response.release()

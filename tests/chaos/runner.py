@@ -358,7 +358,15 @@ class Runner:
         deadline = time.monotonic() + RELEASE_TIMEOUT
         while True:
             if time.monotonic() > deadline:
-                self.ledger.violate("release-finishes", r, f"not done after {RELEASE_TIMEOUT} s")
+                cr = await retrying("read rollout", lambda: self.rollout(slot))
+                st = (cr or {}).get("status") or {}
+                self.ledger.violate(
+                    "release-finishes",
+                    r,
+                    f"not done after {RELEASE_TIMEOUT} s; the rollout says: phase "
+                    f"{st.get('phase')}, step {st.get('currentStep')} {st.get('stepState')}, "
+                    f"observed {st.get('observedRevision')}: {st.get('message')}",
+                )
                 break
             for _ in range(slot.inbox.qsize()):  # one look each: an abort may wait its turn
                 await self.intervene(slot, r, slot.inbox.get_nowait())

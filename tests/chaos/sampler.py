@@ -109,8 +109,16 @@ class Sampler:
         )
         ingresses = self._ours(await self.observer.items("/apis/networking.k8s.io/v1/ingresses"))
         slices = self._ours(await self.observer.items("/apis/discovery.k8s.io/v1/endpointslices"))
-        services = self._ours(await self.observer.items("/api/v1/services"))
+        # Pods before and after the Services: a pod in both lists existed when the Services were
+        # read, so "the Service selected it" is a fact, not a race with a pin or an unpin.
         pods = [p for p in self._ours(await self.observer.items("/api/v1/pods")) if live(p)]
+        services = self._ours(await self.observer.items("/api/v1/services"))
+        after = {
+            p["metadata"]["uid"]
+            for p in self._ours(await self.observer.items("/api/v1/pods"))
+            if live(p)
+        }
+        throughout = [p for p in pods if p["metadata"]["uid"] in after]
         workloads = self._ours(await self.observer.items("/apis/apps/v1/deployments"))
         workloads += self._ours(await self.observer.items("/apis/apps/v1/statefulsets"))
         now = time.monotonic()
@@ -125,7 +133,9 @@ class Sampler:
         for ns, release in releases.items():
             ns_pods = [p for p in pods if p["metadata"]["namespace"] == ns]
             self._allowance(release, ns_pods)
-            self._pinned(release, ns_pods, services)
+            self._pinned(
+                release, [p for p in throughout if p["metadata"]["namespace"] == ns], services
+            )
         for ingress in ingresses:
             release = releases.get(ingress["metadata"]["namespace"])
             if release is not None:
