@@ -238,6 +238,10 @@ class Runner:
 
     async def rollout(self, slot: Slot) -> Obj | None:
         items = await self.observer.items(rollouts_path(slot.namespace))
+        if not items and slot.baseline:
+            # Every slot has its rollout once set up: an empty list is an API server that has
+            # just restarted and not yet filled its cache, not an answer.
+            raise Unreachable(f"{slot.namespace}: no rollout listed (API server warming up)")
         return items[0] if items else None
 
     async def pods(self, slot: Slot) -> list[Obj]:
