@@ -88,8 +88,13 @@ class Observer:
             raise Unreachable(f"GET {path}: 404 (not served yet)")
         return list(got.get("items") or [])
 
-    async def merge_patch(self, path: str, body: Obj) -> Obj | None:
-        return await self._call("PATCH", path, body=body)
+    async def merge_patch(self, path: str, body: Obj) -> Obj:
+        got = await self._call("PATCH", path, body=body)
+        if got is None:
+            # The runner patches only objects that exist: a 404 is a restarted API server that
+            # does not serve the path yet, and the patch was not made (retry it).
+            raise Unreachable(f"PATCH {path}: 404 (not served yet)")
+        return got
 
 
 def rollouts_path(namespace: str) -> str:
