@@ -139,7 +139,12 @@ async def drive(
     while not stopped:
         try:
             cr = await kube.get(f"{API_GROUP}/{API_VERSION}", "ProgressiveRollout", name, namespace)
-            if cr is None or cr["metadata"].get("deletionTimestamp"):
+            if cr is None:
+                # Deleted (Kopf then stops this daemon), or an API server that has just
+                # restarted and does not serve the path yet: returning would end the release
+                # loop for good, so look again shortly.
+                raise KubeError(404, "NotFound", "the rollout is not served (yet)")
+            if cr["metadata"].get("deletionTimestamp"):
                 return
             outcome = await memo.reconciler.reconcile(cr)
             if outcome.changed:
