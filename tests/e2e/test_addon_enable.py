@@ -9,11 +9,13 @@ import pytest
 from tests.e2e.addon import TRAIT, Addon
 from tests.support.cluster import Cluster
 from tests.support.controller import WEBHOOK_CONFIG, Controller
+from vela_progressive.core import identity
+from vela_progressive.core.workloads import registry
 
 pytestmark = [pytest.mark.e2e]
 
 
-def test_a_local_controller_gets_the_trait_and_exactly_one_hold_webhook(
+def test_a_local_controller_gets_the_trait_and_exactly_one_webhook_configuration(
     cluster: Cluster, addon: Addon, controller: Controller
 ) -> None:
     assert addon.enabled()
@@ -34,7 +36,11 @@ def test_a_local_controller_gets_the_trait_and_exactly_one_hold_webhook(
     assert list(holding) == [WEBHOOK_CONFIG], holding
     urls = holding[WEBHOOK_CONFIG]
     assert urls, holding
-    assert all(url.startswith(f"https://127.0.0.1:{controller.port}/hold-") for url in urls), urls
+    base = f"https://127.0.0.1:{controller.port}/"
+    paths = sorted(url.removeprefix(base) for url in urls if url.startswith(base))
+    assert len(paths) == len(urls), urls
+    # A hold webhook per registered kind, and the operation-stamp webhook on the rollouts.
+    assert paths == sorted([k.handler_id for k in registry.REGISTRY] + [identity.WEBHOOK_ID])
     deployments = cluster.kubectl(
         "get", "deployments", "-n", "vela-system", "-o", "name", check=False
     ).stdout
