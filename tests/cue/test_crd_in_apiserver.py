@@ -41,7 +41,7 @@ def crd(cluster: Cluster) -> str:
         input=CRD.read_text(),
     )
     name = f"{model.PLURAL}.{model.API_GROUP}"
-    cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    cluster.wait_established(f"crd/{name}")
     return name
 
 

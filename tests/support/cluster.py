@@ -111,6 +111,15 @@ class Cluster:
         """``kubectl get ARGS -o yaml``, parsed."""
         return yaml.safe_load(self.kubectl("get", *args, "-o", "yaml").stdout)
 
+    def wait_established(self, crd: str) -> None:
+        """Until the CRD is Established: ``kubectl wait`` fails outright (it does not wait)
+        while a CRD just (re)created has no conditions yet, so it is retried."""
+        self.wait_for(
+            lambda: self.kubectl("wait", "--for=condition=Established", "--timeout=60s", crd),
+            90,
+            f"{crd} to be Established",
+        )
+
     def wait_for(
         self, predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5
     ) -> T:

@@ -180,16 +180,7 @@ class Controller:
 def controller(cluster: Cluster) -> Iterator[Controller]:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
     # `kubectl wait` fails outright (not waits) while the new CRD has no conditions yet.
-    cluster.wait_for(
-        lambda: cluster.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            f"crd/progressiverollouts.{API_GROUP}",
-        ),
-        90,
-        "the ProgressiveRollout CRD to be Established",
-    )
+    cluster.wait_established(f"crd/progressiverollouts.{API_GROUP}")
     # Not under pytest's tmp dirs: those are pruned by other sessions while this one runs.
     state = Path(tempfile.mkdtemp(prefix="vela-progressive-controller-"))
     ctl = Controller(cluster, state, controller_kubeconfig(cluster, state))
