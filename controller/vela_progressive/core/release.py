@@ -22,13 +22,13 @@ ABORT_ANNOTATION = f"{ANNOTATION_PREFIX}/abort"
 ROLLBACK_IN_BATCHES_ANNOTATION = f"{ANNOTATION_PREFIX}/rollback-in-batches"
 #: ``<revision>/<n>``: the n-th retry of the failed step (``kubectl progressive retry``).
 RETRY_ANNOTATION = f"{ANNOTATION_PREFIX}/retry"
-#: Operations scoped to a revision by name. They are spent when the release ends: KubeVela
-#: gives the next revision after a rollback the name of the one rolled back from (it numbers
-#: from the revision it went back to), so a standing abort would hit an unrelated release.
 #: Who asked for each operation (``core.identity``), as canonical JSON
 #: ``{"<operation>": {"value", "user", "groups", "at", "mac"}, ...}``; spent with the
 #: operations it vouches for.
 STAMP_ANNOTATION = f"{ANNOTATION_PREFIX}/operated-by"
+#: Operations scoped to a revision by name. They are spent when the release ends: KubeVela
+#: gives the next revision after a rollback the name of the one rolled back from (it numbers
+#: from the revision it went back to), so a standing abort would hit an unrelated release.
 OPERATION_ANNOTATIONS = (
     APPROVE_ANNOTATION,
     PAUSE_ANNOTATION,
