@@ -5,7 +5,6 @@ them, so in this mode none is registered."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,19 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.controller import Controller
+from tests.support.controller import Controller, free_port
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_the_controller_starts_and_stays_up_with_the_webhook_off(controller: Controller) -> None:
-    port = _free_port()
+    port = free_port()
     log = controller.state / "webhook-off.log"
     env = {
         **controller.cluster.env,

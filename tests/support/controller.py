@@ -110,7 +110,8 @@ def controller_kubeconfig(cluster: Cluster, state: Path) -> Path:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A 127.0.0.1 port nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -121,7 +122,7 @@ class Controller:
         self.cluster = cluster
         self.state = state
         self.kubeconfig = kubeconfig
-        self.port = _free_port()
+        self.port = free_port()
         self.log = state / "controller.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

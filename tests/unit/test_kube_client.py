@@ -3,22 +3,15 @@ loop retries (status 0), never an exception that stops the loop."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from kubernetes_asyncio import client
+from tests.support.controller import free_port
 
 from vela_progressive.shell.kube import Kube, KubeError
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again when the block ends: nothing listens
-
-
 async def test_an_api_server_that_is_down_is_an_api_error_with_status_zero() -> None:
-    cfg = client.Configuration(host=f"http://127.0.0.1:{_closed_port()}")
+    cfg = client.Configuration(host=f"http://127.0.0.1:{free_port()}")
     kube = Kube(client.ApiClient(configuration=cfg))
     try:
         with pytest.raises(KubeError) as err:
