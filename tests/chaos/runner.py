@@ -371,6 +371,11 @@ class Runner:
                     f"{st.get('phase')}, step {st.get('currentStep')} {st.get('stepState')}, "
                     f"observed {st.get('observedRevision')}: {st.get('message')}",
                 )
+                # What a replay needs: the operations the rollout carries and its last entries.
+                annotations = ((cr or {}).get("metadata") or {}).get("annotations") or {}
+                r.note(f"rollout annotations: {annotations}")
+                for entry in (st.get("timeline") or [])[-8:]:
+                    r.note(f"timeline: {entry}")
                 break
             for _ in range(slot.inbox.qsize()):  # one look each: an abort may wait its turn
                 await self.intervene(slot, r, slot.inbox.get_nowait())

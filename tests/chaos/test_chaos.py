@@ -34,14 +34,14 @@ async def test_releases_hold_every_invariant_under_faults_at_random_moments(
     )
     report = await runner.run()
     lines = report.lines()
-    REPORT.parent.mkdir(exist_ok=True)
-    REPORT.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
     details = [
         f"{r.label}:\n    " + "\n    ".join(r.events)
         for r in report.ledger.releases
         if any(v.release == r.label for v in report.ledger.violations)
     ]
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text("\n".join([*lines, "", *details]) + "\n")
+    print("\n".join(lines))
     assert not report.ledger.violations, (
         "\n".join(lines)
         + "\n\nreleases with violations:\n"

@@ -274,11 +274,23 @@ class Release:
 
     # ---------------------------------------------------------------- waiting
     async def wait_app(self, phase: str = "running", within: float = 120) -> Obj:
+        seen: list[str] = [""]
+
         async def probe() -> Obj | None:
             app = await self.application()
-            return app if (app.get("status") or {}).get("status") == phase else None
+            status = app.get("status") or {}
+            unhealthy = [
+                f"{c.get('name')}: {c.get('message') or ''}"
+                for c in status.get("services") or []
+                if not c.get("healthy")
+            ]
+            seen[0] = f"status {status.get('status')!r}, unhealthy {unhealthy}"
+            return app if status.get("status") == phase else None
 
-        return await eventually(probe, within, f"Application {self.app} {phase}", interval=0.5)
+        try:
+            return await eventually(probe, within, f"Application {self.app} {phase}", interval=0.5)
+        except pytest.fail.Exception as exc:
+            raise pytest.fail.Exception(f"{exc.msg} ({seen[0]})", pytrace=False) from None
 
     async def wait_pods(self, expected: dict[str, int], within: float = 90) -> None:
         """Exactly these Ready pods per image, nothing else (no extra, none unready)."""

@@ -8,6 +8,7 @@ restart tests. ``kube`` gives tests the project's own async API client.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -24,7 +25,9 @@ import yaml
 
 from tests.support.cluster import REPO, Cluster
 from tests.support.users import write_kubeconfig
+from vela_progressive.core import identity
 from vela_progressive.core.model import API_GROUP
+from vela_progressive.core.workloads import registry
 from vela_progressive.shell.kube import Kube
 
 CRD = REPO / "addon" / "resources" / "crd.yaml"
@@ -149,13 +152,57 @@ class Controller:
             listening = False
             with socket.socket() as s:
                 listening = s.connect_ex(("127.0.0.1", self.port)) == 0
-            got = self.cluster.kubectl(
-                "get", "mutatingwebhookconfiguration", WEBHOOK_CONFIG, check=False
-            )
-            if listening and got.returncode == 0:
+            # Kopf creates the configuration empty, then fills it once its server listens.
+            if listening and self.registered() == self.expected_paths():
                 return
             time.sleep(0.5)
-        pytest.fail(f"the controller did not come up in 60s:\n{self.tail()}", pytrace=False)
+        pytest.fail(
+            f"the controller did not come up in 60s (webhooks registered: {self.registered()})"
+            f":\n{self.tail()}",
+            pytrace=False,
+        )
+
+    @staticmethod
+    def expected_paths() -> list[str]:
+        """The webhooks a local controller registers: a hold per kind and the stamp."""
+        return sorted([k.handler_id for k in registry.REGISTRY] + [identity.WEBHOOK_ID])
+
+    def registered(self) -> list[str]:
+        """The paths of this process' webhooks in the configuration it manages."""
+        got = self.cluster.kubectl(
+            "get", "mutatingwebhookconfiguration", WEBHOOK_CONFIG, "-o", "json", check=False
+        )
+        if got.returncode != 0:
+            return []
+        base = f"https://127.0.0.1:{self.port}/"
+        urls = [
+            w["clientConfig"].get("url") or "" for w in json.loads(got.stdout).get("webhooks") or []
+        ]
+        return sorted(u.removeprefix(base) for u in urls if u.startswith(base))
+
+    def problem(self) -> str | None:
+        """Why the controller is not serving (it exited, or its webhooks are gone), or None."""
+        if self.proc is None:
+            return None
+        code = self.proc.poll()
+        if code is not None:
+            last = self.tail(1).strip()
+            return f"the controller exited with code {code} (last log line: {last})"
+        registered = self.registered()
+        if registered != self.expected_paths():
+            return f"the controller's webhook configuration holds {registered}"
+        return None
+
+    def ensure_serving(self) -> str | None:
+        """Restart a controller that stopped serving, so one failure does not cascade; say why
+        it had stopped (None when it was serving)."""
+        problem = self.problem()
+        if problem is not None:
+            tail = self.tail(40)
+            self.stop()
+            self.start()
+            return f"{problem}; restarted it. Its log before the restart:\n{tail}"
+        return None
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -177,6 +224,10 @@ class Controller:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+#: The session's controller, once started (for reports of tests that reach it indirectly).
+_SESSION: list[Controller] = []
+
+
 @pytest.fixture(scope="session")
 def controller(cluster: Cluster) -> Iterator[Controller]:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
@@ -186,6 +237,7 @@ def controller(cluster: Cluster) -> Iterator[Controller]:
     state = Path(tempfile.mkdtemp(prefix="vela-progressive-controller-"))
     ctl = Controller(cluster, state, controller_kubeconfig(cluster, state))
     ctl.start()
+    _SESSION.append(ctl)
     try:
         yield ctl
     finally:
@@ -199,9 +251,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """On a failure, attach the controller log's tail to the report."""
     outcome = yield
     report = outcome.get_result()
-    ctl = item.funcargs.get("controller") if hasattr(item, "funcargs") else None
-    if report.failed and isinstance(ctl, Controller):
-        report.sections.append(("controller log (tail)", ctl.tail(80)))
+    uses = "controller" in getattr(item, "fixturenames", ())
+    if report.failed and uses and _SESSION:
+        report.sections.append(("controller log (tail)", _SESSION[-1].tail(80)))
+
+
+@pytest.fixture(autouse=True)
+def controller_serving(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that needs the controller starts with it serving and must leave it serving: a
+    controller that exited or lost its webhooks fails the test where it was found (saying why)
+    and is restarted, so the tests after it are not failed by it too."""
+    if "controller" not in request.fixturenames:
+        yield
+        return
+    ctl: Controller = request.getfixturevalue("controller")
+    found = ctl.ensure_serving()
+    if found:
+        pytest.fail(f"before this test: {found}", pytrace=False)
+    yield
+    found = ctl.ensure_serving()
+    if found:
+        pytest.fail(f"after this test: {found}", pytrace=False)
 
 
 @pytest.fixture
