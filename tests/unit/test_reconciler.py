@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from vela_progressive.core.model import API_GROUP, API_VERSION, KIND, PlannedStep, TrafficRouting
-from vela_progressive.core.release import ABORT_ANNOTATION, APPROVE_ANNOTATION
+from vela_progressive.core.release import ABORT_ANNOTATION, APPROVE_ANNOTATION, PAUSE_ANNOTATION
 from vela_progressive.core.traffic import TrafficContext
 from vela_progressive.core.workloads import WorkloadView
 from vela_progressive.shell.kube import KubeError
@@ -120,6 +120,10 @@ class FakeStatusWriter:
     metadata: list[Obj] = field(default_factory=list)
     #: The API server is down: every write fails.
     down: bool = False
+    #: The rollout's annotations as the API server holds them (``World`` shares the CR's).
+    annotations: Obj = field(default_factory=dict)
+    #: The rollout's resourceVersion on the API server: every write moves it.
+    resource_version: int = 41
 
     async def patch(self, *args: object, **kwargs: object) -> Obj:
         if self.down:
@@ -130,7 +134,13 @@ class FakeStatusWriter:
             self.metadata.append(body["metadata"])
         else:
             self.written.append(body["status"])
-        return {}
+        self.resource_version += 1
+        return {
+            "metadata": {
+                "resourceVersion": str(self.resource_version),
+                "annotations": dict(self.annotations),
+            }
+        }
 
 
 @dataclass
@@ -196,6 +206,7 @@ class World:
                 },
             },
         }
+        self.writer.annotations = self.cr["metadata"]["annotations"]
 
     async def tick(self, times: int = 1, advance: float = 0.0) -> Obj:
         status: Obj = {}
@@ -276,9 +287,27 @@ async def test_a_finished_release_spends_its_operations_for_a_reused_revision_na
     world.cr["metadata"]["annotations"]["team"] = "payments"
     status = await world.tick(8)
     assert status["phase"] == "Healthy"
+    # Only the operation, and only if nobody wrote one since it was read: guarded by the
+    # resourceVersion of the pass' own status write (the annotations were still the same).
+    assert world.writer.metadata == [
+        {
+            "annotations": {APPROVE_ANNOTATION: None},
+            "resourceVersion": str(world.writer.resource_version - 1),
+        }
+    ]
+
+
+async def test_an_operation_written_after_the_read_keeps_the_clear_guarded_by_the_read() -> None:
+    world = World([{"replicas": "50%"}, {"replicas": "100%"}])
+    world.cr["metadata"]["resourceVersion"] = "41"
+    world.cr["metadata"]["annotations"][APPROVE_ANNOTATION] = "app-v2/1"
+    # On the server, someone has paused the rollout since this controller read it.
+    world.writer.annotations = {**world.cr["metadata"]["annotations"], PAUSE_ANNOTATION: "true"}
+    status = await world.tick(8)
+    assert status["phase"] == "Healthy"
     assert world.writer.metadata == [
         {"annotations": {APPROVE_ANNOTATION: None}, "resourceVersion": "41"}
-    ], "only the operation, and only if nobody wrote one since it was read"
+    ], "the API server refuses this clear (409): the pause is not lost"
 
 
 async def test_a_pass_that_fails_before_its_status_is_written_posts_no_event() -> None:

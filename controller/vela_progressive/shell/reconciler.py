@@ -253,7 +253,7 @@ class Reconciler:
 
     async def _write_status(self, cr: Obj, status: RolloutStatus) -> None:
         meta = cr["metadata"]
-        await self.kube.patch(
+        written = await self.kube.patch(
             cr["apiVersion"],
             cr["kind"],
             meta["name"],
@@ -261,6 +261,12 @@ class Reconciler:
             {"status": status.to_dict()},
             subresource="status",
         )
+        # The write moved the resourceVersion. While the annotations are still the ones this
+        # pass read, a later guarded write of the pass (clearing spent operations) may use the
+        # new one; an operation written meanwhile keeps the old one, so that write conflicts.
+        after = (written or {}).get("metadata") or {}
+        if after.get("resourceVersion") and after.get("annotations") == meta.get("annotations"):
+            meta["resourceVersion"] = after["resourceVersion"]
 
     async def _observe(
         self,
