@@ -23,6 +23,10 @@ TIMEOUT = 5
 WRITE_TIMEOUT = 40
 
 
+#: Answers of a server that is down, restarting, or has lost its etcd for a moment.
+UNREACHABLE = (0, 429, 500, 502, 503, 504)
+
+
 class Unreachable(Exception):
     """The API server did not answer (killed, restarting, or its etcd is)."""
 
@@ -62,11 +66,15 @@ class Observer:
             )
             data = await response.read()
             response.release()
+            # Without preloading, the client returns every answer, errors included: a 503 of a
+            # restarting server must not read as a written patch (found by a lost approval).
+            if not 200 <= response.status <= 299:
+                raise ApiException(status=response.status, reason=data.decode(errors="replace"))
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            if exc.status in (0, 500, 502, 503, 504, 429):
-                raise Unreachable(f"{method} {path}: HTTP {exc.status}") from exc
+            if exc.status in UNREACHABLE:
+                raise Unreachable(f"{method} {path}: HTTP {exc.status} {exc.reason}") from exc
             raise
         except (OSError, TimeoutError) as exc:
             raise Unreachable(f"{method} {path}: {exc!r}") from exc
