@@ -16,7 +16,6 @@ import pytest
 
 from tests.e2e.addon import ADDON, ADDON_APP, CRD, TRAIT, Addon
 from tests.e2e.kit import Release
-from tests.support import controller as controller_support
 from tests.support.cluster import Cluster
 from tests.support.controller import WEBHOOK_CONFIG, Controller
 
@@ -103,11 +102,7 @@ def restore(cluster: Cluster, addon: Addon, controller: Controller) -> None:
     """Enable the addon again; a controller that authenticates as the addon's ServiceAccount
     (recreated, so its old token is void) gets a new token and a restart."""
     addon.enable()
-    make_kubeconfig = getattr(controller_support, "controller_kubeconfig", None)
-    if make_kubeconfig is not None and hasattr(controller, "kubeconfig"):
-        controller.kubeconfig = make_kubeconfig(cluster, controller.state)
-        controller.stop()
-        controller.start()
+    controller.restart_with_new_token()
 
 
 async def test_disable_is_refused_while_an_application_uses_the_trait_then_removes_the_addon(

@@ -128,6 +128,8 @@ class Controller:
         self.port = free_port()
         self.log = state / "controller.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        #: The UID of the ServiceAccount ``kubeconfig``'s token was made for.
+        self.token_uid = self.service_account_uid()
 
     def start(self) -> None:
         env = {
@@ -199,10 +201,43 @@ class Controller:
         problem = self.problem()
         if problem is not None:
             tail = self.tail(40)
-            self.stop()
-            self.start()
+            refused = [
+                line for line in tail.splitlines() if "401" in line or "Unauthorized" in line
+            ]
+            if refused:
+                problem += f"; the API server refused its token: {refused[-1].strip()[:200]}"
+            self.restart_with_new_token()
             return f"{problem}; restarted it. Its log before the restart:\n{tail}"
         return None
+
+    def service_account_uid(self) -> str:
+        got = self.cluster.kubectl(
+            "get",
+            "serviceaccount",
+            SERVICE_ACCOUNT[1],
+            "-n",
+            SERVICE_ACCOUNT[0],
+            "-o",
+            "jsonpath={.metadata.uid}",
+            check=False,
+        )
+        return got.stdout.strip()
+
+    def restart_with_new_token(self) -> None:
+        """A token is bound to its ServiceAccount's UID: one deleted and created again (addon
+        disable/enable) voids it, and the controller then only hears 401."""
+        self.stop()
+        self.kubeconfig = controller_kubeconfig(self.cluster, self.state)
+        self.token_uid = self.service_account_uid()
+        self.start()
+
+    def reauthenticate_if_recreated(self) -> bool:
+        """After ``vela addon enable``: if its ServiceAccount is not the one the token was made
+        for, restart with a new token (True)."""
+        if self.service_account_uid() == self.token_uid:
+            return False
+        self.restart_with_new_token()
+        return True
 
     def kill(self) -> None:
         assert self.proc is not None
