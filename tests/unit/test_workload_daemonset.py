@@ -506,6 +506,7 @@ class Release:
             await self.kube.create(copy.deepcopy(self.cr))  # the status is written before acting
         status: Obj = {}
         for _ in range(passes):
+            await self.read()
             outcome = await self.reconciler.reconcile(self.cr)
             self.cr["status"] = status = outcome.status
             assert self.ctl.count(R2) <= self.allowed(status), (status, self.ctl.revisions())
@@ -521,8 +522,19 @@ class Release:
         plan = {p["step"]: p["newPods"] for p in status.get("plan") or []}
         return plan.get(status.get("currentStep") or 0, 10)
 
+    async def read(self) -> None:
+        """Each pass reads the rollout: its operations and resourceVersion as stored."""
+        stored = await self.kube.get(self.cr["apiVersion"], KIND, NAME, NS)
+        assert stored is not None
+        for key in ("annotations", "resourceVersion"):
+            if key in stored["metadata"]:
+                self.cr["metadata"][key] = copy.deepcopy(stored["metadata"][key])
+
     def annotate(self, key: str, value: str) -> None:
-        self.cr["metadata"].setdefault("annotations", {})[key] = value
+        """A user's operation, written to the stored rollout."""
+        ref = ObjectRef(self.cr["apiVersion"], KIND, NS, NAME)
+        stored = self.kube.store[ref]
+        stored["metadata"].setdefault("annotations", {})[key] = value
 
 
 def waiting(step: int) -> Any:
@@ -557,6 +569,7 @@ async def test_abort_through_the_decision_function_stays_aborted() -> None:
     assert status["canaryRevision"] == R2
     for _ in range(3):
         ctl.sync()
+        await rel.read()
         outcome = await rel.reconciler.reconcile(rel.cr)
         assert outcome.status["phase"] == "Aborted", "no release starts again by itself"
     assert ctl.count(R1) == 10
