@@ -29,9 +29,11 @@ from vela_progressive.core.telemetry import (
     ReleaseFailed,
     ReleaseStarted,
     Restored,
+    Result,
     Signal,
     StepPassed,
 )
+from vela_progressive.core.workloads import registry
 
 log = logging.getLogger("vela_progressive.metrics")
 
@@ -192,6 +194,13 @@ class Metrics:
             buckets=HOLD_BUCKETS,
             registry=r,
         )
+        # Series that exist before their first event, so increase() and rate() see it (a
+        # counter that appears at 1 reads as no increase).
+        for error in ("api", "internal"):
+            self.reconcile_errors.labels(error)
+        for kind in sorted({k.kind for k in registry.REGISTRY}):
+            self.hold_seconds.labels(kind)
+        self._seen: set[Subject] = set()
         self.loops = Gauge(
             f"{PREFIX}_release_loops",
             "Release loops (Kopf daemons, one per ProgressiveRollout) running",
@@ -208,6 +217,9 @@ class Metrics:
             self.phases.set(subject.namespace, subject.rollout, phase)
         app = (subject.namespace, subject.application)
         rollout = (*app, subject.rollout)
+        if subject not in self._seen:
+            self._prepare(app, rollout)
+            self._seen.add(subject)
         for signal in signals:
             match signal:
                 case ReleaseStarted():
@@ -226,6 +238,16 @@ class Metrics:
                     self.restore_seconds.labels(*app).observe(seconds)
                 case Measured(metric=metric, verdict=verdict):
                     self.measurements.labels(*app, metric, verdict).inc()
+
+    def _prepare(self, app: tuple[str, str], rollout: tuple[str, str, str]) -> None:
+        """At a rollout's first pass: its counters at 0 and its histograms empty, so the first
+        release's start, end, steps and approval count in increase() and histogram_quantile()."""
+        self.started.labels(*rollout)
+        for result in Result:
+            self.ended.labels(*rollout, result.value)
+        self.release_seconds.labels(*app, Result.SUCCEEDED.value)
+        for histogram in (self.step_seconds, self.approval_seconds, self.restore_seconds):
+            histogram.labels(*app)
 
     @contextlib.contextmanager
     def release_loop(self, namespace: str, rollout: str) -> Iterator[None]:
