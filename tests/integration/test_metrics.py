@@ -204,11 +204,10 @@ async def test_a_failed_and_a_good_release_move_the_counters_prometheus_scrapes(
         f'vela_progressive_release_failures_total{{{sel},reason="AnalysisFailed"}}', once
     )
     # Steps 1, 2 and 3 of the good release passed; its approval was waited for.
-    await p.wait_value(f"vela_progressive_step_duration_seconds_count{{{sel}}}", lambda v: v >= 3)
-    await p.wait_value(f"vela_progressive_approval_wait_seconds_count{{{sel}}}", once)
-    await p.wait_value(
-        f'vela_progressive_release_duration_seconds_count{{{sel},result="succeeded"}}', once
-    )
+    ns = f'job="{JOB}",namespace="{releases.namespace}"'
+    await p.wait_value(f"vela_progressive_step_duration_seconds_count{{{ns}}}", lambda v: v >= 3)
+    await p.wait_value(f"vela_progressive_approval_wait_seconds_count{{{ns}}}", once)
+    await p.wait_value(f"vela_progressive_release_duration_seconds_count{{{sel}}}", once)
     # The good release restored the application after the failed one.
     restore = await p.wait_value(
         f"vela_progressive_time_to_restore_seconds_sum{{{sel}}}", lambda v: v > 0

@@ -37,11 +37,11 @@ def test_a_release_counts_start_end_steps_approvals_and_measurements_per_applica
     app = {"namespace": "shop", "application": "shop-app"}
     assert value(m, "vela_progressive_releases_started_total", **rollout) == 1
     assert value(m, "vela_progressive_releases_total", **rollout, result="succeeded") == 1
-    assert value(m, "vela_progressive_step_duration_seconds_count", **app) == 2
-    assert value(m, "vela_progressive_step_duration_seconds_sum", **app) == 60
-    assert value(m, "vela_progressive_approval_wait_seconds_sum", **app) == 40
-    duration = {**app, "result": "succeeded"}
-    assert value(m, "vela_progressive_release_duration_seconds_count", **duration) == 1
+    # Steps and approvals by namespace; releases and restores by application.
+    assert value(m, "vela_progressive_step_duration_seconds_count", namespace="shop") == 2
+    assert value(m, "vela_progressive_step_duration_seconds_sum", namespace="shop") == 60
+    assert value(m, "vela_progressive_approval_wait_seconds_sum", namespace="shop") == 40
+    assert value(m, "vela_progressive_release_duration_seconds_count", **app) == 1
     assert value(
         m, "vela_progressive_analysis_measurements_total", **app, metric="errors", verdict="Passed"
     )
@@ -61,6 +61,9 @@ def test_a_failure_then_a_restore_feed_the_change_failure_rate_and_time_to_resto
     )
     app = {"namespace": "shop", "application": "shop-app"}
     assert value(m, "vela_progressive_time_to_restore_seconds_sum", **app) == 300
+    # Only successful releases have a duration (the lead time of a change).
+    assert value(m, "vela_progressive_release_duration_seconds_count", **app) == 1
+    assert value(m, "vela_progressive_release_duration_seconds_sum", **app) == 20
 
 
 def test_phases_count_each_rollout_once_and_forget_it_when_its_loop_ends() -> None:
