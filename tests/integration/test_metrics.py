@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.integration]
 JOB = "vela-progressive"
 DASHBOARD = REPO / "addon" / "dashboards" / "vela-progressive.json"
 #: Step 1 gated by the error rate, step 2 waits for approval, step 3 completes.
-STEPS = [
+STEPS: list[dict[str, Any]] = [
     {"replicas": 2, "weight": 50, "duration": 0, "analysis": {"metrics": [errors()]}},
     {"replicas": 3, "weight": 75},
     {"replicas": "100%", "weight": 100, "duration": 0},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,6 +17,7 @@ from vela_progressive.core.model import Step
 from vela_progressive.core.release import Operations
 from vela_progressive.core.status import Phase, RolloutStatus, StepState
 
+S = TypeVar("S")
 TWO_APPROVALS = strategy(
     Step(replicas="20%", weight=20), Step(replicas="50%", weight=50), Step(replicas="100%")
 )
@@ -81,7 +83,7 @@ class World:
     def kinds(self) -> list[str]:
         return [type(s).__name__ for s in self.signals]
 
-    def of(self, kind: type[t.Signal]) -> list[t.Signal]:  # type: ignore[valid-type]
+    def of(self, kind: type[S]) -> list[S]:
         return [s for s in self.signals if isinstance(s, kind)]
 
 
@@ -107,11 +109,12 @@ def test_a_completed_release_starts_once_passes_every_step_and_ends_succeeded() 
     released_with_approvals(w)
     assert w.status.phase is Phase.HEALTHY
     assert w.of(t.ReleaseStarted) == [t.ReleaseStarted()]
-    assert [s.step for s in w.of(t.StepPassed)] == [1, 2, 3]  # type: ignore[attr-defined]
+    assert [s.step for s in w.of(t.StepPassed)] == [1, 2, 3]
     (ended,) = w.of(t.ReleaseEnded)
-    assert ended.result is t.Result.SUCCEEDED  # type: ignore[attr-defined]
+    assert ended.result is t.Result.SUCCEEDED
     total = (w.now - T0).total_seconds()
-    assert 0 < ended.seconds <= total  # type: ignore[attr-defined]
+    assert ended.seconds is not None
+    assert 0 < ended.seconds <= total
     assert not w.of(t.Restored), "nothing failed before: nothing to restore"
 
 
@@ -120,10 +123,10 @@ def test_the_approval_wait_is_from_waiting_for_approval_to_the_approval() -> Non
     released_with_approvals(w, wait=40)
     waits = w.of(t.ApprovalWaited)
     # Step 2 waited from its WaitingApproval, 10 s before the driver's second wait began.
-    assert [(s.step, s.seconds) for s in waits] == [(1, 40.0), (2, 50.0)]  # type: ignore[attr-defined]
+    assert [(s.step, s.seconds) for s in waits] == [(1, 40.0), (2, 50.0)]
     # A step's duration holds its approval wait.
     first = w.of(t.StepPassed)[0]
-    assert first.seconds >= 40  # type: ignore[attr-defined]
+    assert first.seconds >= 40
 
 
 def test_the_same_pass_recorded_twice_signals_nothing_the_second_time() -> None:
@@ -151,7 +154,7 @@ def test_a_release_that_misses_its_deadline_fails_and_ends_failed() -> None:
     assert w.of(t.ReleaseFailed) == [t.ReleaseFailed(w.status.failure_reason or "")]
     assert w.status.failure_reason
     (ended,) = w.of(t.ReleaseEnded)
-    assert ended.result is t.Result.FAILED  # type: ignore[attr-defined]
+    assert ended.result is t.Result.FAILED
 
 
 def test_the_next_successful_release_restores_from_the_first_failure() -> None:
@@ -161,12 +164,12 @@ def test_the_next_successful_release_restores_from_the_first_failure() -> None:
     w.later(300)
     w.new_revision("v3")
     released_with_approvals(w)
-    ends = [s.result for s in w.of(t.ReleaseEnded)]  # type: ignore[attr-defined]
+    ends = [s.result for s in w.of(t.ReleaseEnded)]
     assert ends == [t.Result.FAILED, t.Result.SUCCEEDED]
     (restored,) = w.of(t.Restored)
     done = w.status.timeline[-1]
     assert done.state == StepState.COMPLETED.value
-    assert restored.seconds == (done.started_at - failed_entry.started_at).total_seconds()  # type: ignore[attr-defined]
+    assert restored.seconds == (done.started_at - failed_entry.started_at).total_seconds()
 
 
 def test_a_person_aborting_ends_the_release_aborted_not_failed() -> None:
@@ -179,7 +182,7 @@ def test_a_person_aborting_ends_the_release_aborted_not_failed() -> None:
         w.passes(2)
         w.later(10)
     assert w.status.phase is Phase.ABORTED
-    assert [s.result for s in w.of(t.ReleaseEnded)] == [t.Result.ABORTED]  # type: ignore[attr-defined]
+    assert [s.result for s in w.of(t.ReleaseEnded)] == [t.Result.ABORTED]
     assert not w.of(t.ReleaseFailed)
 
 
@@ -191,7 +194,7 @@ def test_a_newer_revision_mid_release_supersedes_it_and_starts_another() -> None
     w.new_revision("v3")
     w.passes()
     assert w.kinds()[-2:] == ["ReleaseEnded", "ReleaseStarted"]
-    assert w.of(t.ReleaseEnded)[0].result is t.Result.SUPERSEDED  # type: ignore[attr-defined]
+    assert w.of(t.ReleaseEnded)[0].result is t.Result.SUPERSEDED
     assert len(w.of(t.ReleaseStarted)) == 2
 
 
