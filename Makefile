@@ -113,6 +113,10 @@ test: lint verify test-unit test-image test-cue test-cluster test-chaos ## Every
 bench-core: venv ## Benchmark the pure release core: decisions and plans per second (one core)
 	$(PY) hack/bench/core_bench.py
 
+.PHONY: bench-metrics
+bench-metrics: venv ## Benchmark the controller's /metrics with 1,000 rollouts' series (median, p99)
+	$(PY) hack/bench/metrics_bench.py
+
 .PHONY: demo
 demo: venv build-binaries prometheus ## From nothing to a visible canary release on a local cluster
 	$(PY) hack/demo.py

@@ -26,6 +26,7 @@ typed); this script only renders and writes. Templates are rendered with
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import textwrap
 from collections.abc import Mapping
@@ -46,6 +47,8 @@ TEMPLATES = ROOT / "templates"
 TRAIT_FILE = ROOT / "definitions" / f"{model.TRAIT_TYPE}.cue"
 CRD_FILE = ROOT / "addon/resources/crd.yaml"
 NAMES_FILE = ROOT / "addon/resources/names.cue"
+DASHBOARD_JSON = ROOT / "addon/dashboards/vela-progressive.json"
+DASHBOARD_FILE = ROOT / "addon/resources/dashboard.cue"
 REFERENCE_FILE = ROOT / "docs/trait-reference.md"
 
 #: Markers around the generated part of docs/trait-reference.md.
@@ -251,6 +254,18 @@ def render_names() -> str:
     )
 
 
+def render_dashboard() -> str:
+    """The dashboard's ConfigMap for the addon, its JSON kept compact (one string)."""
+    dashboard = json.loads(DASHBOARD_JSON.read_text())
+    return render_text(
+        "cue/dashboard.cue.j2",
+        str(TEMPLATES),
+        header=generated_header("templates/cue/dashboard.cue.j2", shown(DASHBOARD_JSON)),
+        file=DASHBOARD_JSON.name,
+        dashboard=json.dumps(dashboard, separators=(",", ":"), sort_keys=True),
+    )
+
+
 def generated_files() -> dict[Path, str]:
     schema = load_schema()
     current_doc = REFERENCE_FILE.read_text() if REFERENCE_FILE.exists() else ""
@@ -258,6 +273,7 @@ def generated_files() -> dict[Path, str]:
         TRAIT_FILE: render_trait(schema),
         CRD_FILE: render_crd(schema),
         NAMES_FILE: render_names(),
+        DASHBOARD_FILE: render_dashboard(),
         REFERENCE_FILE: reference_doc(current_doc, schema),
     }
 

@@ -14,6 +14,10 @@ environment so the same image runs in the cluster and on a laptop:
 ``VP_WEBHOOK_FAILURE_POLICY``  ``Ignore`` (default, fail-open) or ``Fail``
 ``VP_STATE_DIR``               where webhook certificates are kept
                                (default ``~/.cache/vela-progressive/controller``)
+``VP_METRICS_PORT``            the Prometheus endpoint ``/metrics`` (default ``8081``;
+                               ``off``: none)
+``VP_METRICS_ADDR``            its bind address: ``0.0.0.0`` with ``incluster``, else
+                               ``127.0.0.1``
 =============================  ===========================================================
 """
 
@@ -40,6 +44,7 @@ from vela_progressive.core.workloads import APP_REVISION_LABEL, hold_patch, key_
 from vela_progressive.shell.certs import ensure_serving_cert, ensure_stamp_key
 from vela_progressive.shell.events import EventSink
 from vela_progressive.shell.kube import Kube, KubeError
+from vela_progressive.shell.metrics import Metrics
 from vela_progressive.shell.reconciler import Reconciler
 from vela_progressive.shell.traffic import traffic_port
 from vela_progressive.shell.workloads import CANARY_OF_LABEL
@@ -48,6 +53,8 @@ FINALIZER = f"{API_GROUP}/finalizer"
 WEBHOOK_CONFIG = "vela-progressive-hold"
 MODE = os.environ.get("VP_WEBHOOK_MODE", "local")
 FAIL_OPEN = os.environ.get("VP_WEBHOOK_FAILURE_POLICY", "Ignore") != "Fail"
+METRICS_PORT = os.environ.get("VP_METRICS_PORT", "8081")
+METRICS_ADDR = os.environ.get("VP_METRICS_ADDR", "0.0.0.0" if MODE == "incluster" else "127.0.0.1")
 log = logging.getLogger("vela_progressive")
 
 Key = tuple[str, str]  # (namespace, name) of a ProgressiveRollout
@@ -68,6 +75,10 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.watching.inactivity_timeout = 70
     kube = await Kube.connect()
     memo.kube = kube
+    memo.metrics = Metrics()
+    memo.metrics.count_api_requests(kube.requests)
+    if METRICS_PORT != "off":
+        memo.metrics.serve(METRICS_ADDR, int(METRICS_PORT))
     memo.wakeups = {}
     memo.reconciler = Reconciler(
         kube=kube,
@@ -125,6 +136,7 @@ def api_requests(memo: Any, **_: Any) -> dict[str, int]:
 
 @kopf.on.cleanup()
 async def close(memo: Any, **_: Any) -> None:
+    memo.metrics.close()
     await memo.kube.close()
 
 
@@ -136,40 +148,47 @@ async def drive(
     assert namespace is not None, "ProgressiveRollout is namespaced"
     wake: asyncio.Event = memo.wakeups.setdefault((namespace, name), asyncio.Event())
     kube: Kube = memo.kube
-    while not stopped:
-        try:
-            cr = await kube.get(f"{API_GROUP}/{API_VERSION}", "ProgressiveRollout", name, namespace)
-            if cr is None:
-                # Deleted (Kopf then stops this daemon), or an API server that has just
-                # restarted and does not serve the path yet: returning would end the release
-                # loop for good, so look again shortly.
-                raise KubeError(404, "NotFound", "the rollout is not served (yet)")
-            if cr["metadata"].get("deletionTimestamp"):
-                return
-            outcome = await memo.reconciler.reconcile(cr)
-            if outcome.changed:
-                await kube.patch(
-                    f"{API_GROUP}/{API_VERSION}",
-                    "ProgressiveRollout",
-                    name,
-                    namespace,
-                    {"status": outcome.status},
-                    subresource="status",
-                )
-            # The status records the pass: its Events may go.
-            await memo.reconciler.announce(cr, outcome.events)
-        except KubeError as exc:  # conflicts, an API server restarting: try again shortly
-            log.info("reconcile %s/%s: %s (retrying)", namespace, name, exc)
-            outcome = None
-        except Exception:  # a bug must not stop every other release: log it, retry later
-            log.exception("reconcile %s/%s failed (retrying in 30s)", namespace, name)
-            await asyncio.sleep(30)
-            continue
-        delay = 2.0 if outcome is None else outcome.requeue
-        if delay > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=delay)
-        wake.clear()
+    metrics: Metrics = memo.metrics
+    with metrics.release_loop(namespace, name):
+        while not stopped:
+            try:
+                with metrics.reconciling(KubeError):
+                    cr = await kube.get(
+                        f"{API_GROUP}/{API_VERSION}", "ProgressiveRollout", name, namespace
+                    )
+                    if cr is None:
+                        # Deleted (Kopf then stops this daemon), or an API server that has just
+                        # restarted and does not serve the path yet: returning would end the
+                        # release loop for good, so look again shortly.
+                        raise KubeError(404, "NotFound", "the rollout is not served (yet)")
+                    if cr["metadata"].get("deletionTimestamp"):
+                        return
+                    outcome = await memo.reconciler.reconcile(cr)
+                    if outcome.changed:
+                        await kube.patch(
+                            f"{API_GROUP}/{API_VERSION}",
+                            "ProgressiveRollout",
+                            name,
+                            namespace,
+                            {"status": outcome.status},
+                            subresource="status",
+                        )
+                    if outcome.subject is not None:
+                        metrics.record(outcome.subject, outcome.status["phase"], outcome.signals)
+                    # The status records the pass: its Events may go.
+                    await memo.reconciler.announce(cr, outcome.events)
+            except KubeError as exc:  # conflicts, an API server restarting: try again shortly
+                log.info("reconcile %s/%s: %s (retrying)", namespace, name, exc)
+                outcome = None
+            except Exception:  # a bug must not stop every other release: log it, retry later
+                log.exception("reconcile %s/%s failed (retrying in 30s)", namespace, name)
+                await asyncio.sleep(30)
+                continue
+            delay = 2.0 if outcome is None else outcome.requeue
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=delay)
+            wake.clear()
 
 
 def _wake(memo: Any, key: Key) -> None:
@@ -226,12 +245,13 @@ async def released(body: kopf.Body, memo: Any, **_: Any) -> None:
 
 
 # ---------------------------------------------------------------- the hold webhook
-def hold(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
-    old = kwargs.get("old")
-    key = key_of(body.get("apiVersion", ""), body["kind"])
-    change = hold_patch(key, dict(old) if old else None, dict(body))
-    if change:
-        patch.update(change)
+def hold(body: kopf.Body, patch: kopf.Patch, memo: Any, **kwargs: Any) -> None:
+    with memo.metrics.holding(body["kind"]):
+        old = kwargs.get("old")
+        key = key_of(body.get("apiVersion", ""), body["kind"])
+        change = hold_patch(key, dict(old) if old else None, dict(body))
+        if change:
+            patch.update(change)
 
 
 # One webhook per registered kind, served at /hold-<plural> (the addon's webhook rules and the

@@ -66,6 +66,8 @@ BUILD_SH = HERE / "build.sh"
 SIMULATOR = HERE / "simulator.py"
 #: Debian's package (bookworm: 2.42); VP_PROMETHEUS_BIN points at another binary.
 PROMETHEUS_PACKAGE = "prometheus"
+#: The scrape job of vela-progressive controllers (targets in ``prometheus/targets/*.json``).
+METRICS_JOB = "vela-progressive"
 PROMETHEUS_INSTALL = "apt-get install -y --no-install-recommends prometheus"
 
 
@@ -876,6 +878,7 @@ class Starter:
         st = self.st
         home = st.dir / "prometheus"
         home.mkdir(exist_ok=True)
+        (home / "targets").mkdir(exist_ok=True)
         config = {
             "global": {
                 "scrape_interval": "1s",
@@ -886,7 +889,15 @@ class Starter:
                 {
                     "job_name": "simulator",
                     "static_configs": [{"targets": [f"127.0.0.1:{st.ports['simulator']}"]}],
-                }
+                },
+                {
+                    # Controllers a test starts write <targets>/<name>.json (file_sd format);
+                    # Prometheus notices new files at once (inotify) and rescans every 2 s.
+                    "job_name": METRICS_JOB,
+                    "file_sd_configs": [
+                        {"files": [str(home / "targets" / "*.json")], "refresh_interval": "2s"}
+                    ],
+                },
             ],
         }
         (home / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))

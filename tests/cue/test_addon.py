@@ -176,6 +176,7 @@ def test_by_default_everything_runs_in_vela_system(
     assert container["ports"] == [
         {"name": "webhook", "containerPort": 9443, "protocol": "TCP"},
         {"name": "health", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 8081, "protocol": "TCP"},
     ]
     service = _object(app, "Service")
     assert service["spec"]["ports"][0]["port"] == 443
@@ -198,6 +199,35 @@ def test_by_default_everything_runs_in_vela_system(
     ]
     (webhook, *_) = webhooks
     assert webhook["failurePolicy"] == "Ignore"
+
+
+def test_the_controller_pod_is_scraped_through_its_prometheus_annotations(
+    vela: Vela, probes: Path, tmp_path: Path
+) -> None:
+    _, app, _ = _addon(vela, probes, tmp_path, {})
+    template = _object(app, "Deployment")["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert template["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(ports["metrics"]),
+        "prometheus.io/path": "/metrics",
+    }
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["VP_METRICS_PORT"] == str(ports["metrics"])
+
+
+def test_the_dashboard_configmap_comes_only_when_asked_and_holds_the_shipped_json(
+    vela: Vela, probes: Path, tmp_path: Path
+) -> None:
+    _, app, _ = _addon(vela, probes, tmp_path, {})
+    assert "vela-progressive-dashboard" not in _component_objects(app)
+    _, app, _ = _addon(vela, probes, tmp_path, {"dashboard": True, "namespace": "observe"})
+    config = _object(app, "ConfigMap", "vela-progressive-dashboard")
+    assert config["metadata"]["namespace"] == "observe"
+    assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads((ADDON / "dashboards" / "vela-progressive.json").read_text())
+    assert json.loads(config["data"]["vela-progressive.json"]) == shipped
 
 
 def test_the_webhook_holds_only_labelled_workload_updates(
@@ -400,6 +430,7 @@ def test_make_addon_assembles_the_directory_vela_reads(tmp_path: Path) -> None:
         "parameter.cue",
         "resources/controller.cue",
         "resources/crd.yaml",
+        "resources/dashboard.cue",
         "resources/names.cue",
         "resources/rbac.cue",
         "resources/webhook.cue",

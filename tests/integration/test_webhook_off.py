@@ -26,6 +26,7 @@ def test_the_controller_starts_and_stays_up_with_the_webhook_off(controller: Con
         "KUBECONFIG": str(controller.kubeconfig),
         "VP_WEBHOOK_MODE": "off",
         "VP_STATE_DIR": str(controller.state / "webhook-off"),
+        "VP_METRICS_PORT": str(free_port()),
         "PYTHONUNBUFFERED": "1",
     }
     exe = Path(sys.executable).parent / "vela-progressive-controller"

@@ -126,6 +126,8 @@ class Controller:
         self.state = state
         self.kubeconfig = kubeconfig
         self.port = free_port()
+        #: Its Prometheus endpoint: ``http://127.0.0.1:<metrics_port>/metrics``.
+        self.metrics_port = free_port()
         self.log = state / "controller.log"
         self.proc: subprocess.Popen[bytes] | None = None
         #: The UID of the ServiceAccount ``kubeconfig``'s token was made for.
@@ -137,6 +139,7 @@ class Controller:
             "KUBECONFIG": str(self.kubeconfig),
             "VP_WEBHOOK_MODE": "local",
             "VP_WEBHOOK_PORT": str(self.port),
+            "VP_METRICS_PORT": str(self.metrics_port),
             "VP_STATE_DIR": str(self.state),
             "PYTHONUNBUFFERED": "1",
         }

@@ -460,7 +460,7 @@ def _no_release(p: _Pass) -> Decision:
         s.set_condition("HoldMissed", True, "HeldByWatch", msg, now)
         p.act(Hold())
         p.event("Warning", "HoldMissed", msg)
-    _start(p, view.stable_revision, "release started")
+    _start(p, view.stable_revision, RELEASE_STARTED)
     return p.done(NOW)
 
 
@@ -479,7 +479,7 @@ def _in_flight(p: _Pass) -> Decision:
             return _ending(p)
         p.event("Normal", "Restarted", f"new revision {p.rollout.revision} arrived: back to step 1")
         _restore_routes_first(p)
-        _start(p, s.stable_revision, "new revision: restarted at step 1")
+        _start(p, s.stable_revision, RELEASE_RESTARTED)
         return p.done(NOW)
     if s.phase is Phase.FAILED and ops.retry is not None and ops.retry == s.retries + 1:
         return _retry(p)
@@ -506,6 +506,14 @@ def _restore_routes_first(p: _Pass) -> None:
         p.act(RestoreRoutes())
         p.s.traffic_step = 0
         p.s.current_weight = 0 if p.strategy.routings else None
+
+
+#: Timeline messages that mark where a release (or a step) begins; ``core.telemetry`` reads the
+#: timeline by them.
+RELEASE_STARTED = "release started"
+#: A newer revision arrived while a release was in flight: it starts again at step 1.
+RELEASE_RESTARTED = "new revision: restarted at step 1"
+STEP_STARTED = "step started"
 
 
 def _start(p: _Pass, stable: str | None, message: str) -> None:
@@ -669,7 +677,7 @@ def _step(p: _Pass) -> Decision:
     s.analysis = tuple(r for r in s.analysis if r.gate is Gate.BACKGROUND)  # gates passed
     s.step_state = StepState.UPGRADING
     s.step_started_at, s.waiting_since = now, None
-    s.record(index + 1, StepState.UPGRADING, "step started", now)
+    s.record(index + 1, StepState.UPGRADING, STEP_STARTED, now)
     p.event("Normal", "StepStarted", f"step {index + 1}/{total}")
     return p.done(NOW)
 

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from vela_progressive.core import decide as act
-from vela_progressive.core import identity
+from vela_progressive.core import identity, telemetry
 from vela_progressive.core.analysis.judge import Result
 from vela_progressive.core.analysis.spec import Metric
 from vela_progressive.core.analysis.targets import targets_for
@@ -44,12 +44,14 @@ from vela_progressive.core.decide import (
 from vela_progressive.core.model import ReleaseMode, Strategy
 from vela_progressive.core.release import Operations, spent_operations
 from vela_progressive.core.status import Ending, Gate, RolloutStatus, Stage
+from vela_progressive.core.telemetry import Signal
 from vela_progressive.core.traffic import TrafficContext
 from vela_progressive.core.validation import InvalidSpec, Problem, validate_properties
 from vela_progressive.core.workloads import WorkloadView, registry
 from vela_progressive.shell import webhooks
 from vela_progressive.shell.events import EventSink
 from vela_progressive.shell.kube import Kube, KubeError
+from vela_progressive.shell.metrics import Subject
 from vela_progressive.shell.prometheus import Prometheus, auth_headers
 from vela_progressive.shell.traffic.manager import TrafficError
 from vela_progressive.shell.traffic.port import TrafficPort
@@ -73,6 +75,9 @@ class Outcome:
     #: Events of the pass, to announce once ``status`` is written (:meth:`Reconciler.announce`):
     #: a pass that fails before is made again, and its Events would be posted twice.
     events: tuple[act.PostEvent, ...] = ()
+    #: Whose pass it was, and what it did (``core.telemetry``): recorded once ``status`` is.
+    subject: Subject | None = None
+    signals: tuple[Signal, ...] = ()
 
 
 def _events(actions: tuple[Action, ...]) -> list[act.PostEvent]:
@@ -159,7 +164,12 @@ class Reconciler:
         after = decision.status.to_dict()
         changed = any(before.get(key) != value for key, value in after.items())
         return Outcome(
-            status=after, requeue=decision.requeue, changed=changed, events=tuple(pending)
+            status=after,
+            requeue=decision.requeue,
+            changed=changed,
+            events=tuple(pending),
+            subject=Subject(rollout.namespace, rollout.application, rollout.name),
+            signals=telemetry.signals(status, decision.status),
         )
 
     async def announce(self, cr: Obj, events: tuple[act.PostEvent, ...]) -> None:
