@@ -91,7 +91,7 @@ test-cue: venv build-binaries ## CUE tier: vela def vet and vela dry-run goldens
 
 .PHONY: test-cluster
 test-cluster: venv build-binaries prometheus ## Test-world, integration and e2e tiers on a real cluster (starts one unless $$KUBECONFIG points at one)
-	$(PYTEST) -m "cluster or integration or e2e" -q
+	$(PYTEST) -m "(cluster or integration or e2e) and not chaos" -q
 
 # The small seeded schedule `make test` runs; override for the full one (see docs/reliability.md).
 SEED ?= 20261201

@@ -13,7 +13,7 @@ import pytest
 from tests.chaos.observe import Observer
 from tests.e2e.addon import Addon, built_and_enabled
 from tests.support.cluster import Cluster, own_world
-from tests.support.controller import Controller
+from tests.support.controller import Controller, running_controller
 
 # Its DEBUG lines (every response body) would bury the report in a failure's captured log.
 logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)
@@ -26,6 +26,13 @@ def cluster(
     cache = tmp_path_factory.mktemp("kubectl-cache")
     with own_world(f"chaos-{os.getpid()}", pytestconfig, cache) as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+def controller(cluster: Cluster) -> Iterator[Controller]:
+    """The chaos world's own controller (never the cluster tier's session controller)."""
+    with running_controller(cluster) as ctl:
+        yield ctl
 
 
 @pytest.fixture(scope="session")

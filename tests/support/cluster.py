@@ -289,5 +289,7 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "cluster" in getattr(item, "fixturenames", ()):
+        # The chaos tier runs on a world of its own and is a tier of its own (make test-chaos):
+        # never part of the cluster tier's session, whose fixtures it must not share.
+        if "cluster" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("chaos"):
             item.add_marker(pytest.mark.cluster)

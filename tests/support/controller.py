@@ -8,6 +8,7 @@ restart tests. ``kube`` gives tests the project's own async API client.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -268,6 +269,18 @@ _SESSION: list[Controller] = []
 
 @pytest.fixture(scope="session")
 def controller(cluster: Cluster) -> Iterator[Controller]:
+    with running_controller(cluster) as ctl:
+        yield ctl
+
+
+@contextlib.contextmanager
+def running_controller(cluster: Cluster) -> Iterator[Controller]:
+    """The CRD installed and a controller started against ``cluster``, stopped at the end.
+
+    A session fixture is cached by its name for the whole session, whichever cluster it was
+    first made with: a tier with a world of its own (the chaos tier) defines its own
+    ``controller`` fixture with this, so it never lends its controller to another tier.
+    """
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
     # `kubectl wait` fails outright (not waits) while the new CRD has no conditions yet.
     cluster.wait_established(f"crd/progressiverollouts.{API_GROUP}")
@@ -280,6 +293,7 @@ def controller(cluster: Cluster) -> Iterator[Controller]:
         yield ctl
     finally:
         ctl.stop()
+        _SESSION.remove(ctl)
         if os.environ.get("VP_SHOW_CONTROLLER_LOG"):
             print(ctl.tail(200))
 
