@@ -7,10 +7,15 @@ environment so the same image runs in the cluster and on a laptop:
 ``VP_WEBHOOK_MODE``            ``local`` (default): serve the hold webhook on
                                ``VP_WEBHOOK_HOST:VP_WEBHOOK_PORT`` and register the
                                MutatingWebhookConfiguration ourselves (URL clientConfig);
-                               ``incluster``: serve on 0.0.0.0:9443 and only patch the caBundle
-                               of the addon's ``vela-progressive-hold`` configuration;
+                               ``incluster``: serve on ``VP_WEBHOOK_ADDR:VP_WEBHOOK_PORT``
+                               and only patch the caBundle of the addon's
+                               ``vela-progressive-hold`` configuration (the certificate covers
+                               the Service ``vela-progressive.<ns>.svc`` and the host of every
+                               URL clientConfig there, i.e. the addon's ``webhookURL``);
                                ``off``: no webhook (the watch-based fallback still holds).
-``VP_WEBHOOK_HOST`` / ``PORT``  default ``127.0.0.1`` / ``9443``
+``VP_WEBHOOK_HOST`` / ``PORT``  default ``127.0.0.1`` / ``9443`` (``local``; ``PORT`` also
+                               ``incluster``)
+``VP_WEBHOOK_ADDR``            ``incluster`` bind address (default ``0.0.0.0``)
 ``VP_WEBHOOK_FAILURE_POLICY``  ``Ignore`` (default, fail-open) or ``Fail``
 ``VP_STATE_DIR``               where webhook certificates are kept
                                (default ``~/.cache/vela-progressive/controller``)
@@ -40,6 +45,7 @@ from kopf import cli as kopf_cli
 from vela_progressive.core import identity
 from vela_progressive.core.model import API_GROUP, API_VERSION, HOLD_LABEL, PLURAL
 from vela_progressive.core.release import STAMP_ANNOTATION
+from vela_progressive.core.serving import serving_hosts
 from vela_progressive.core.workloads import APP_REVISION_LABEL, hold_patch, key_of, registry
 from vela_progressive.shell.certs import ensure_serving_cert, ensure_stamp_key
 from vela_progressive.shell.events import EventSink
@@ -93,12 +99,17 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     memo.stamp_key = memo.reconciler.stamp_key = ensure_stamp_key(state)
     if MODE == "incluster":
         namespace = os.environ.get("VP_NAMESPACE", "vela-system")
-        host = f"vela-progressive.{namespace}.svc"
-        cert = ensure_serving_cert(state / "certs", [host, f"{host}.cluster.local"])
-        settings.admission.server = kopf.WebhookServer(
-            addr="0.0.0.0", port=9443, certfile=cert.certfile, pkeyfile=cert.keyfile
+        config = await kube.get(
+            "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", WEBHOOK_CONFIG
         )
-        await _patch_ca_bundle(kube, cert.cafile.read_bytes())
+        cert = ensure_serving_cert(state / "certs", serving_hosts(namespace, config))
+        settings.admission.server = kopf.WebhookServer(
+            addr=os.environ.get("VP_WEBHOOK_ADDR", "0.0.0.0"),
+            port=int(os.environ.get("VP_WEBHOOK_PORT", "9443")),
+            certfile=cert.certfile,
+            pkeyfile=cert.keyfile,
+        )
+        await _patch_ca_bundle(kube, config, cert.cafile.read_bytes())
         return
     host = os.environ.get("VP_WEBHOOK_HOST", "127.0.0.1")
     port = int(os.environ.get("VP_WEBHOOK_PORT", "9443"))
@@ -114,10 +125,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.admission.managed = f"hold.{API_GROUP}"
 
 
-async def _patch_ca_bundle(kube: Kube, ca: bytes) -> None:
-    config = await kube.get(
-        "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", WEBHOOK_CONFIG
-    )
+async def _patch_ca_bundle(kube: Kube, config: dict[str, Any] | None, ca: bytes) -> None:
     if config is None:
         log.warning("MutatingWebhookConfiguration %s not found: no hold webhook", WEBHOOK_CONFIG)
         return
