@@ -49,13 +49,15 @@ def command(
     replace: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
     binds: Mapping[str, Path] | None = None,
+    empty_dirs: Sequence[str] = (),
     network: bool = False,
 ) -> list[str]:
     """The argv that runs the image's process; creates what it mounts over in ``rootfs``.
 
     As in a Pod: ``args`` come after the image's entrypoint (the image has no ``cmd``),
     ``replace`` replaces the whole command line (a container's ``command``), ``env`` is added
-    to the image's, ``binds`` are read-only mounts (target: source), and ``network`` shares the
+    to the image's, ``binds`` are read-only mounts (target: source), ``empty_dirs`` fresh
+    writable tmpfs directories (a Pod's ``emptyDir`` volumes), and ``network`` shares the
     host's network (and its ``/etc/resolv.conf``).
     """
     if shutil.which("setpriv") is None:
@@ -68,6 +70,8 @@ def command(
     if network:
         mounts["/etc/resolv.conf"] = Path("/etc/resolv.conf")
     make_mountpoints(rootfs, mounts)
+    for target in empty_dirs:
+        (rootfs / target.lstrip("/")).mkdir(parents=True, exist_ok=True)
     process = config["process"]
     uid, gid = process["user"]["uid"], process["user"]["gid"]
     argv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
@@ -78,6 +82,8 @@ def command(
         argv.append("--share-net")
     for target, source in mounts.items():
         argv += ["--ro-bind", str(source), target]
+    for target in empty_dirs:
+        argv += ["--tmpfs", target]
     variables = dict(item.split("=", 1) for item in process["env"])
     variables.update(env or {})
     for key, value in variables.items():
