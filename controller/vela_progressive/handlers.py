@@ -13,6 +13,8 @@ environment so the same image runs in the cluster and on a laptop:
                                the Service ``vela-progressive.<ns>.svc`` and the host of every
                                URL clientConfig there, i.e. the addon's ``webhookURL``);
                                ``off``: no webhook (the watch-based fallback still holds).
+                               ``incluster`` also turns Kopf's runtime CRD scan off (the
+                               addon's role cannot watch CRDs; kinds are found at start).
 ``VP_WEBHOOK_HOST`` / ``PORT``  default ``127.0.0.1`` / ``9443`` (``local``; ``PORT`` also
                                ``incluster``)
 ``VP_WEBHOOK_ADDR``            ``incluster`` bind address (default ``0.0.0.0``)
@@ -98,6 +100,10 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     state = Path(os.environ.get("VP_STATE_DIR", Path.home() / ".cache/vela-progressive/controller"))
     memo.stamp_key = memo.reconciler.stamp_key = ensure_stamp_key(state)
     if MODE == "incluster":
+        # The addon's least-privilege role cannot watch CRDs: Kopf's runtime scan would log a
+        # forbidden error per retry for a minute at every start, then give up. The kinds are
+        # discovered at start; a workload CRD installed later is served after a restart.
+        settings.scanning.disabled = True
         namespace = os.environ.get("VP_NAMESPACE", "vela-system")
         config = await kube.get(
             "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", WEBHOOK_CONFIG
