@@ -43,8 +43,8 @@ from vela_progressive.core.status import StepState
 from vela_progressive.shell.kube import Kube
 
 sys.path.insert(0, str(REPO / "hack" / "image"))
-import host_tools  # noqa: E402
-import sandbox  # noqa: E402
+import host_tools
+import sandbox
 
 pytestmark = [pytest.mark.e2e]
 
@@ -111,7 +111,8 @@ def cluster_ca(kubeconfig: Path) -> bytes:
 
 def api_server(kubeconfig: Path) -> tuple[str, int]:
     server = urlsplit(yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"])
-    assert server.hostname and server.port, server
+    assert server.hostname, server
+    assert server.port, server
     return server.hostname, server.port
 
 
@@ -153,7 +154,7 @@ class ImageController:
 
 
 def get(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback)
+    with urllib.request.urlopen(url, timeout=5) as response:
         return response.status, response.read().decode()
 
 
@@ -245,7 +246,8 @@ async def test_one_release_through_the_image_controller_installed_in_cluster(
     deployment = cluster.get("deployment", CONTROLLER, "-n", NAMESPACE)
     hold = cluster.get("mutatingwebhookconfiguration", HOLD_CONFIG)
     urls = [w["clientConfig"].get("url", "") for w in hold["webhooks"]]
-    assert urls and all(u.startswith(f"{webhook_url}/") for u in urls), urls
+    assert urls, hold
+    assert all(u.startswith(f"{webhook_url}/") for u in urls), urls
     assert not any(w["clientConfig"].get("caBundle") for w in hold["webhooks"]), hold
 
     with run_image(cluster, deployment, webhook_port) as ctl:
@@ -262,9 +264,12 @@ async def test_one_release_through_the_image_controller_installed_in_cluster(
         ready = cluster.get("mutatingwebhookconfiguration", HOLD_CONFIG)["webhooks"]
         assert [w["clientConfig"]["url"] for w in ready] == urls  # still the addon's URLs
         status, metrics = get(f"http://127.0.0.1:{ctl.metrics_port}/metrics")
-        assert status == 200 and "vela_progressive" in metrics, metrics[:500]
+        assert status == 200, status
+        assert "vela_progressive" in metrics, metrics[:500]
 
-        hold_deployments = next(w["name"] for w in ready if "/hold-deployments" in w["clientConfig"]["url"])
+        hold_deployments = next(
+            w["name"] for w in ready if "/hold-deployments" in w["clientConfig"]["url"]
+        )
         calls_before = webhook_calls(cluster, hold_deployments)
         namespace = f"t-incluster-{os.getpid()}"
         cluster.kubectl("create", "namespace", namespace)
@@ -292,6 +297,7 @@ async def test_one_release_through_the_image_controller_installed_in_cluster(
         assert calls > calls_before, (calls_before, calls)
         # The addon's role is enough: nothing the controller asked for was refused.
         log = ctl.log.read_text(errors="replace")
-        assert "APIForbiddenError" not in log and "Forbidden" not in log, ctl.tail(80)
+        assert "Forbidden" not in log, ctl.tail(80)
         ctl.alive()
-    print(f"image controller: up in {came_up:.1f}s, webhook calls {calls - calls_before}")
+    print(f"image built, addon enabled, controller up: {came_up:.1f}s")
+    print(f"hold webhook calls: {calls - calls_before}")
