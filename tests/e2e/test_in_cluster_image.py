@@ -141,6 +141,7 @@ class ImageController:
     webhook_port: int
     health_port: int
     metrics_port: int
+    started: float
 
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -160,7 +161,7 @@ def get(url: str) -> tuple[int, str]:
 
 @contextlib.contextmanager
 def run_image(
-    cluster: Cluster, deployment: dict[str, Any], webhook_port: int
+    cluster: Cluster, deployment: dict[str, Any], webhook_port: int, log: Path
 ) -> Iterator[ImageController]:
     """The Deployment's container as a kubelet would start it, from the image, on loopback."""
     report = built_image()
@@ -207,10 +208,9 @@ def run_image(
             empty_dirs=empty_dirs,
             network=True,
         )
-        log = Path(tempfile.gettempdir()) / f"vp-incluster-controller-{os.getpid()}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        ctl = ImageController(proc, log, webhook_port, health_port, metrics_port)
+        ctl = ImageController(proc, log, webhook_port, health_port, metrics_port, time.monotonic())
         try:
             yield ctl
         finally:
@@ -236,7 +236,7 @@ def webhook_calls(cluster: Cluster, webhook: str) -> int:
 
 
 async def test_one_release_through_the_image_controller_installed_in_cluster(
-    incluster_world: Cluster,
+    incluster_world: Cluster, tmp_path: Path
 ) -> None:
     cluster = incluster_world
     started = time.monotonic()
@@ -250,7 +250,7 @@ async def test_one_release_through_the_image_controller_installed_in_cluster(
     assert all(u.startswith(f"{webhook_url}/") for u in urls), urls
     assert not any(w["clientConfig"].get("caBundle") for w in hold["webhooks"]), hold
 
-    with run_image(cluster, deployment, webhook_port) as ctl:
+    with run_image(cluster, deployment, webhook_port, tmp_path / "controller.log") as ctl:
 
         def up() -> bool:
             ctl.alive()
@@ -261,6 +261,7 @@ async def test_one_release_through_the_image_controller_installed_in_cluster(
 
         cluster.wait_for(up, 120, "the image's controller to put its CA in and be live")
         came_up = time.monotonic() - started
+        process_up = time.monotonic() - ctl.started
         ready = cluster.get("mutatingwebhookconfiguration", HOLD_CONFIG)["webhooks"]
         assert [w["clientConfig"]["url"] for w in ready] == urls  # still the addon's URLs
         status, metrics = get(f"http://127.0.0.1:{ctl.metrics_port}/metrics")
@@ -300,4 +301,5 @@ async def test_one_release_through_the_image_controller_installed_in_cluster(
         assert "Forbidden" not in log, ctl.tail(80)
         ctl.alive()
     print(f"image built, addon enabled, controller up: {came_up:.1f}s")
+    print(f"the image's process: CA in and /healthz answered {process_up:.1f}s after its start")
     print(f"hold webhook calls: {calls - calls_before}")
