@@ -11,6 +11,11 @@
     world.py respawn PROCESS [--name NAME]
                                         start a killed process again: same argv, environment,
                                         log and data (etcd keeps its data directory)
+    world.py peer kruise-rollout [--name NAME]
+                                        start Kruise Rollout (the benchmarks' peer) in a running
+                                        world: builds it the first time (build.sh rollouts),
+                                        installs its CRDs, RBAC and webhook configurations, runs
+                                        it with a ServiceAccount token of its own; `down` stops it
     world.py render-definitions DIR     KubeVela's built-in definitions as YAML (no cluster)
     world.py versions                   the pinned versions
 
@@ -53,6 +58,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import peer_rollouts  # hack/cluster/peer_rollouts.py: this script's directory is on sys.path
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -184,6 +190,9 @@ PROCESSES = (
     "kruise-manager",
     "vela-core",
 )
+#: Processes started on demand in a running world (`world.py peer`): not part of a healthy
+#: world (a dead peer does not make `up` restart the cluster), stopped by `down` like the rest.
+PEERS = {"kruise-rollout": peer_rollouts.PROCESS}
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 PORT_NAMES = (
     "etcd",
@@ -1274,7 +1283,8 @@ def tail(path: Path, lines: int = 25) -> str:
 
 
 def cluster_healthy(st: State) -> tuple[bool, str]:
-    dead = [r.name for r in st.processes if not is_alive(r)]
+    peers = set(PEERS.values())
+    dead = [r.name for r in st.processes if not is_alive(r) and r.name not in peers]
     if dead:
         return False, f"not running: {', '.join(dead)}"
     if not st.processes:
@@ -1473,6 +1483,13 @@ def cmd_status(name: str) -> int:
             f"  kruise:     webhooks on https://127.0.0.1:{st.ports['kruise-webhook']}/, metrics "
             f"http://127.0.0.1:{st.ports['kruise-metrics']}/metrics"
         )
+    if "kruise-rollout-webhook" in st.ports:
+        print(
+            f"  peer:       kruise-rollout webhooks on "
+            f"https://127.0.0.1:{st.ports['kruise-rollout-webhook']}/, metrics "
+            f"http://127.0.0.1:{st.ports['kruise-rollout-metrics']}/metrics, "
+            f"user {peer_rollouts.USER}"
+        )
     print(f"  {'process':<24} {'pid':>7}  {'state':<8} {'rss MiB':>8}  listening on")
     for record in st.processes:
         alive = is_alive(record)
@@ -1549,6 +1566,217 @@ def cmd_respawn(name: str, process: str) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------
+# peer: Kruise Rollout beside a running world (hack/cluster/peer_rollouts.py has its objects)
+# ---------------------------------------------------------------------------------------------
+PEER_TOKEN_SECONDS = 30 * 24 * 3600  # a benchmark world lives hours, not a month
+
+
+def peer_binary(say: Say) -> Path:
+    """Build (or reuse) the rollouts family; its binary, linked into the --bindir directory."""
+    say(
+        f"binary: hack/cluster/build.sh --bindir {peer_rollouts.FAMILY} "
+        "(the first build takes about 3 minutes) ..."
+    )
+    built = subprocess.run(
+        ["bash", str(BUILD_SH), "--bindir", peer_rollouts.FAMILY],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    lines = built.stdout.strip().splitlines()
+    binary = Path(lines[-1]) / peer_rollouts.BINARY if lines else Path(peer_rollouts.BINARY)
+    if built.returncode != 0 or not os.access(binary, os.X_OK):
+        raise WorldError(
+            f"building {peer_rollouts.MODULE} failed or left no {binary} (output above)",
+            hint=f"run hack/cluster/build.sh {peer_rollouts.FAMILY} and fix what it reports",
+        )
+    return binary
+
+
+def write_token_kubeconfig(st: State, path: Path, user: str, token: str) -> None:
+    """A kubeconfig for the world's API server that authenticates with a bearer token."""
+    ca = base64.b64encode((st.pki / "ca.crt").read_bytes()).decode()
+    cluster = f"vela-progressive-{st.name}"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": cluster, "cluster": {"server": st.server, "certificate-authority-data": ca}}
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": user}}],
+        "current-context": cluster,
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+
+
+def tcp_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+class PeerStarter(Starter):
+    """Starts Kruise Rollout in the running world `st` (the caller holds the name lock)."""
+
+    def start_kruise_rollout(self) -> None:
+        st, say, P = self.st, self.say, peer_rollouts
+        binary = peer_binary(say)
+        spec = f"{P.MODULE}@{P.version()}"
+        module_dir = module_dirs([spec])[spec]
+        api = Api(st)
+        t = time.monotonic()
+        api.ensure("/api/v1/namespaces", namespace_object(P.NAMESPACE))
+        for obj in P.rbac(module_dir):
+            api.ensure(P.api_path(obj), obj)
+        crds = P.crds(module_dir)
+        for obj in crds:
+            api.ensure(P.api_path(obj), obj)
+        names = {c["metadata"]["name"] for c in crds}
+
+        def established() -> bool:
+            code, reply = api.call("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+            items = [i for i in reply.get("items", []) if i["metadata"]["name"] in names]
+            return (
+                code == 200
+                and len(items) == len(names)
+                and all(_condition(i, "Established") for i in items)
+            )
+
+        self.wait("Kruise Rollout CRDs Established", established, 60)
+        # Its Lua scripts (traffic routing of NGINX Ingresses and custom providers) are read
+        # from ./lua_configuration; it runs in the state directory.
+        lua = st.dir / "lua_configuration"
+        if not lua.exists():
+            shutil.copytree(module_dir / "lua_configuration", lua)
+            for path in [lua, *lua.rglob("*")]:
+                path.chmod(path.stat().st_mode | 0o200)  # the module cache's copy is read-only
+        # They must exist before it starts: it only fills them in (URL, caBundle).
+        for obj in P.webhook_configurations(module_dir):
+            api.ensure(P.api_path(obj), obj)
+        say(
+            f"{spec}: namespace {P.NAMESPACE}, ServiceAccount, roles and bindings of "
+            f"config/rbac, {len(crds)} CRDs and 2 webhook configurations created "
+            f"({time.monotonic() - t:.1f}s)"
+        )
+
+        # Its own identity: a token of its ServiceAccount, as when it runs in a cluster.
+        code, reply = api.call(
+            "POST",
+            f"/api/v1/namespaces/{P.NAMESPACE}/serviceaccounts/{P.SERVICE_ACCOUNT}/token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": PEER_TOKEN_SECONDS},
+            },
+        )
+        if code != 201:
+            raise WorldError(f"TokenRequest for {P.USER} failed: HTTP {code}: {reply}")
+        kubeconfig = st.dir / f"{P.PROCESS}.kubeconfig"
+        write_token_kubeconfig(st, kubeconfig, P.USER, reply["status"]["token"])
+
+        st.processes = [r for r in st.processes if r.name != P.PROCESS]  # a dead earlier one
+        st.ports.update(free_ports(P.PORT_NAMES))
+        st.save()
+        ports = {name: st.ports[name] for name in P.PORT_NAMES}
+        started = time.monotonic()
+        self.spawn(
+            P.PROCESS,
+            [
+                str(binary),
+                f"--metrics-bind-address=127.0.0.1:{ports['kruise-rollout-metrics']}",
+                f"--health-probe-bind-address=127.0.0.1:{ports['kruise-rollout-health']}",
+                "--leader-elect=false",
+                f"--feature-gates={P.FEATURE_GATES}",
+            ],
+            env={
+                "KUBECONFIG": str(kubeconfig),
+                "POD_NAMESPACE": P.NAMESPACE,
+                # Its webhook server: our port, its own CA and certificate written to files,
+                # webhook and CRD-conversion clientConfigs pointing at https://127.0.0.1:<port>.
+                "WEBHOOK_HOST": "127.0.0.1",
+                "WEBHOOK_PORT": str(ports["kruise-rollout-webhook"]),
+                "WEBHOOK_CERT_DIR": str(st.dir / "kruise-rollout-certs"),
+                "WEBHOOK_CERT_WRITER": "fs",
+            },
+        )
+        say(f"{P.PROCESS} started (pid {self.children[P.PROCESS].pid}) as {P.USER}")
+        readyz = f"http://127.0.0.1:{ports['kruise-rollout-health']}/readyz"
+        self.wait(f"{P.PROCESS} /readyz", lambda: http_ok(readyz), 90, P.PROCESS)
+        webhook_port = ports["kruise-rollout-webhook"]
+        self.wait(f"{P.PROCESS} webhook server", lambda: tcp_open(webhook_port), 60, P.PROCESS)
+        prefix = f"https://127.0.0.1:{webhook_port}/"
+
+        def configured() -> bool:
+            for kind, name in P.WEBHOOK_CONFIGS.items():
+                code, reply = api.call("GET", f"{_webhook_config_path(kind)}/{name}")
+                hooks = reply.get("webhooks") or [] if code == 200 else []
+                if not hooks or not all(
+                    h["clientConfig"].get("url", "").startswith(prefix)
+                    and h["clientConfig"].get("caBundle")
+                    for h in hooks
+                ):
+                    return False
+            code, reply = api.call(
+                "GET",
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+                "rollouts.rollouts.kruise.io",
+            )
+            webhook = (reply.get("spec", {}).get("conversion") or {}).get("webhook") or {}
+            return code == 200 and webhook.get("clientConfig", {}).get("url", "").startswith(prefix)
+
+        self.wait(
+            "kruise-rollout webhook configurations and CRD conversion (url and caBundle)",
+            configured,
+            60,
+            P.PROCESS,
+        )
+        metrics = f"http://127.0.0.1:{ports['kruise-rollout-metrics']}/metrics"
+
+        def controllers_started() -> bool:
+            text = http_get(metrics) or ""
+            return all(
+                f'controller_runtime_max_concurrent_reconciles{{controller="{name}"}}' in text
+                for name in P.CONTROLLERS
+            )
+
+        self.wait("kruise-rollout controllers started", controllers_started, 120, P.PROCESS)
+        self.check_loopback_only()
+        say(
+            f"{P.PROCESS} {P.version()} ready: Rollout, BatchRelease and Advanced Deployment "
+            f"controllers, webhooks on {prefix}, metrics {metrics} "
+            f"({time.monotonic() - started:.1f}s since start); log {st.logs / P.PROCESS}.log"
+        )
+
+
+def cmd_peer(name: str, peer: str) -> int:
+    say = Say(f"peer {peer}")
+    process = PEERS[peer]
+    with name_lock(name):
+        st = _loaded(name)
+        ok, why = cluster_healthy(st)
+        if not ok:
+            raise WorldError(f"cluster '{name}' is not healthy: {why}", hint="run: make cluster-up")
+        running = [r for r in st.processes if r.name == process and is_alive(r)]
+        if running:
+            say(f"{process} already runs in cluster '{name}' (pid {running[0].pid})")
+            return 0
+        starter = PeerStarter(st, say)
+        try:
+            starter.start_kruise_rollout()
+        except (WorldError, KeyboardInterrupt) as err:
+            report_failure(st, err, say)
+            record = next((r for r in st.processes if r.name == process), None)
+            if record is not None:
+                stop_processes(State(st.name, st.dir, processes=[record]), say)
+            say(f"stopped {process}; the world still runs; log kept in {st.logs}")
+            return 1
+    say(f"{process} up in {say.elapsed():.1f}s in cluster '{name}'")
+    return 0
+
+
 def cmd_env(name: str) -> int:
     directory = state_dir(name)
     if not (directory / "state.json").exists():
@@ -1568,6 +1796,10 @@ def cmd_versions() -> int:
     print(f"kwok         sigs.k8s.io/kwok {KWOK_VERSION}   (hack/cluster/kwok/go.mod)")
     print(f"kubevela     github.com/oam-dev/kubevela {VELA_VERSION}   (hack/cluster/vela/go.mod)")
     print(f"openkruise   {KRUISE_MODULE} {KRUISE_VERSION}   (hack/cluster/kruise/go.mod)")
+    print(
+        f"peer         {peer_rollouts.MODULE} {peer_rollouts.version()}   "
+        "(hack/cluster/rollouts/go.mod; world.py peer kruise-rollout)"
+    )
     for source in CRD_SOURCES:
         print(f"CRDs         {source.module} {source.version}   {source.title}")
     try:
@@ -1606,6 +1838,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     respawn = sub.add_parser("respawn")
     respawn.add_argument("process")
     respawn.add_argument("--name", default="default")
+    peer = sub.add_parser("peer", help="start a peer controller in a running world")
+    peer.add_argument("peer", choices=sorted(PEERS))
+    peer.add_argument("--name", default="default")
     render = sub.add_parser("render-definitions")
     render.add_argument("out", type=Path)
     sub.add_parser("versions")
@@ -1624,6 +1859,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_kill(args.name, args.process, args.signal)
         if args.command == "respawn":
             return cmd_respawn(args.name, args.process)
+        if args.command == "peer":
+            return cmd_peer(args.name, args.peer)
         if args.command == "render-definitions":
             return cmd_render_definitions(args.out)
         return cmd_versions()

@@ -1,0 +1,216 @@
+"""Kruise Rollout, the benchmarks' peer, runs in a world of its own and releases a Deployment.
+
+`world.py peer kruise-rollout` starts it (building it the first time: `build.sh rollouts`, about
+3 minutes cold) in a world started for this module only, so no other test sees its webhooks. The
+release is the benchmark's: a 10-replica Deployment in partition style
+(`enableExtraWorkloadForCanary: false`, needs `--feature-gates=AdvancedDeployment=true`), steps
+20/50/80/100% with no waits (`pause: {duration: 0}`), then a new image. Watches on the Rollout
+and the ReplicaSets record every step and every scale, so a skipped step shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.cluster import WORLD, Cluster, _run_streaming, own_world
+
+pytestmark = pytest.mark.cluster
+
+NAMESPACE = "peer-release"
+REPLICAS = 10
+STEPS = (20, 50, 80, 100)
+ROLLOUT_API = "rollouts.v1beta1.rollouts.kruise.io"
+REVISION_LABEL = "pod-template-hash"
+
+
+@pytest.fixture(scope="module")
+def world(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    cache = tmp_path_factory.mktemp("kubectl-cache")
+    with own_world(f"kruise-rollout-{os.getpid()}", pytestconfig, cache) as started:
+        assert started.name is not None
+        code, _, err = _run_streaming(
+            [sys.executable, str(WORLD), "peer", "kruise-rollout", "--name", started.name],
+            pytestconfig,
+        )
+        if code != 0:
+            pytest.fail(f"world.py peer kruise-rollout failed (exit {code}):\n{err}", False)
+        yield started
+
+
+def deployment(image: str) -> dict[str, Any]:
+    labels = {"app": "web"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": NAMESPACE, "labels": labels},
+        "spec": {
+            "replicas": REPLICAS,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "web", "image": image}]},
+            },
+        },
+    }
+
+
+def rollout() -> dict[str, Any]:
+    return {
+        "apiVersion": "rollouts.kruise.io/v1beta1",
+        "kind": "Rollout",
+        "metadata": {"name": "web", "namespace": NAMESPACE},
+        "spec": {
+            "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "strategy": {
+                "canary": {
+                    "enableExtraWorkloadForCanary": False,  # partition style
+                    "steps": [
+                        {"replicas": f"{percent}%", "pause": {"duration": 0}} for percent in STEPS
+                    ],
+                }
+            },
+        },
+    }
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    for cond in obj.get("status", {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return {}
+
+
+class Watch:
+    """`kubectl get ... --watch -o json` in the background; every object version it saw."""
+
+    def __init__(self, cluster: Cluster, out: Path, *args: str) -> None:
+        self.out = out
+        self.handle = out.open("w")
+        self.proc = subprocess.Popen(
+            [
+                str(cluster.bindir / "kubectl"),
+                f"--kubeconfig={cluster.kubeconfig}",
+                "get",
+                *args,
+                "-n",
+                NAMESPACE,
+                "--watch",
+                "-o",
+                "json",
+            ],
+            env=cluster.env,
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> list[dict[str, Any]]:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.handle.close()
+        text, objects = self.out.read_text().strip(), []
+        decoder = json.JSONDecoder()
+        while text:
+            obj, end = decoder.raw_decode(text)
+            objects.append(obj)
+            text = text[end:].strip()
+        return objects
+
+
+def test_partition_release_goes_through_every_step(world: Cluster, tmp_path: Path) -> None:
+    world.kubectl("create", "namespace", NAMESPACE)
+    world.wait_for(
+        lambda: world.kubectl("get", "sa", "default", "-n", NAMESPACE, check=False).returncode == 0,
+        60,
+        "the namespace's default ServiceAccount",
+    )
+    world.apply_yaml(yaml.safe_dump(deployment("demo/web:v1")))
+    world.wait_for(
+        lambda: world.get("deployment", "web", "-n", NAMESPACE)["status"].get("readyReplicas")
+        == REPLICAS,
+        90,
+        "10 Ready pods of web v1",
+    )
+    world.apply_yaml(yaml.safe_dump(rollout()))
+    # The Rollout is ready for a release once it is Healthy and has labelled its workload
+    # (the label its webhooks select).
+    world.wait_for(
+        lambda: world.get(ROLLOUT_API, "web", "-n", NAMESPACE).get("status", {}).get("phase")
+        == "Healthy"
+        and "rollouts.kruise.io/workload-type"
+        in world.get("deployment", "web", "-n", NAMESPACE)["metadata"].get("labels", {}),
+        60,
+        "the Rollout to be Healthy and the Deployment labelled by kruise-rollout",
+    )
+
+    rollouts = Watch(world, tmp_path / "rollouts.json", ROLLOUT_API, "web")
+    replicasets = Watch(world, tmp_path / "replicasets.json", "replicasets")
+    time.sleep(1)  # both watches have listed
+    started = time.monotonic()
+    world.kubectl("set", "image", "deployment/web", "web=demo/web:v2", "-n", NAMESPACE)
+
+    def released() -> dict[str, Any] | None:
+        obj: dict[str, Any] = world.get(ROLLOUT_API, "web", "-n", NAMESPACE)
+        done = (
+            obj.get("status", {}).get("phase") == "Healthy"
+            and condition(obj, "Progressing").get("reason") == "Completed"
+            and condition(obj, "Succeeded").get("status") == "True"
+        )
+        return obj if done else None
+
+    final = world.wait_for(released, 90, "the release to complete", interval=0.2)
+    took = time.monotonic() - started
+    seen_rollouts, seen_replicasets = rollouts.stop(), replicasets.stop()
+
+    # Done: every pod on the new revision and Ready (kwok deletes old pods at once).
+    def all_new() -> list[dict[str, Any]] | None:
+        pods: list[dict[str, Any]] = world.get("pods", "-n", NAMESPACE, "-l", "app=web")["items"]
+        new = [p for p in pods if p["spec"]["containers"][0]["image"] == "demo/web:v2"]
+        ready = [p for p in new if condition(p, "Ready").get("status") == "True"]
+        return new if len(pods) == len(ready) == REPLICAS else None
+
+    new = world.wait_for(all_new, 30, f"{REPLICAS} pods, all on v2 and Ready")
+    revision = {p["metadata"]["labels"][REVISION_LABEL] for p in new}
+    assert len(revision) == 1, f"new pods of several revisions: {revision}"
+    (new_hash,) = revision
+
+    # Every step of this release, in order, and none twice. (A new Rollout's status already
+    # reads "step 4 Completed" for the revision it found: count only the new revision's.)
+    steps: list[int] = []
+    for obj in seen_rollouts:
+        canary = obj.get("status", {}).get("canaryStatus") or {}
+        index = canary.get("currentStepIndex")
+        if canary.get("canaryRevision") == new_hash and (not steps or steps[-1] != index):
+            steps.append(index)
+    assert steps == [1, 2, 3, 4], f"step indexes seen: {steps}; final status {final['status']}"
+
+    # The new ReplicaSet grew batch by batch: 2, 5, 8, 10 of 10 (never backwards).
+    sizes: list[int] = []
+    for obj in seen_replicasets:
+        if obj["metadata"].get("labels", {}).get(REVISION_LABEL) == new_hash:
+            size = obj["spec"]["replicas"]
+            if not sizes or sizes[-1] != size:
+                sizes.append(size)
+    wanted = [REPLICAS * percent // 100 for percent in STEPS]
+    assert sizes == sorted(sizes), f"the new ReplicaSet shrank: {sizes}"
+    assert [s for s in sizes if s in wanted] == wanted, f"new ReplicaSet sizes: {sizes}"
+
+    deploy = world.get("deployment", "web", "-n", NAMESPACE)
+    assert not deploy["spec"].get("paused"), "kruise-rollout left the Deployment paused"
+    assert deploy["status"].get("updatedReplicas") == REPLICAS
+    print(
+        f"\nkruise-rollout released web v2 through steps {steps} (new ReplicaSet {sizes}) "
+        f"in {took:.1f}s",
+        file=sys.stderr,
+    )
