@@ -1576,7 +1576,7 @@ def peer_binary(say: Say) -> Path:
     """Build (or reuse) the rollouts family; its binary, linked into the --bindir directory."""
     say(
         f"binary: hack/cluster/build.sh --bindir {peer_rollouts.FAMILY} "
-        "(the first build takes about 3 minutes) ..."
+        "(the first build takes 3 to 6 minutes) ..."
     )
     built = subprocess.run(
         ["bash", str(BUILD_SH), "--bindir", peer_rollouts.FAMILY],
@@ -1622,18 +1622,18 @@ class PeerStarter(Starter):
     """Starts Kruise Rollout in the running world `st` (the caller holds the name lock)."""
 
     def start_kruise_rollout(self) -> None:
-        st, say, P = self.st, self.say, peer_rollouts
+        st, say, kr = self.st, self.say, peer_rollouts
         binary = peer_binary(say)
-        spec = f"{P.MODULE}@{P.version()}"
+        spec = f"{kr.MODULE}@{kr.version()}"
         module_dir = module_dirs([spec])[spec]
         api = Api(st)
         t = time.monotonic()
-        api.ensure("/api/v1/namespaces", namespace_object(P.NAMESPACE))
-        for obj in P.rbac(module_dir):
-            api.ensure(P.api_path(obj), obj)
-        crds = P.crds(module_dir)
+        api.ensure("/api/v1/namespaces", namespace_object(kr.NAMESPACE))
+        for obj in kr.rbac(module_dir):
+            api.ensure(kr.api_path(obj), obj)
+        crds = kr.crds(module_dir)
         for obj in crds:
-            api.ensure(P.api_path(obj), obj)
+            api.ensure(kr.api_path(obj), obj)
         names = {c["metadata"]["name"] for c in crds}
 
         def established() -> bool:
@@ -1654,10 +1654,10 @@ class PeerStarter(Starter):
             for path in [lua, *lua.rglob("*")]:
                 path.chmod(path.stat().st_mode | 0o200)  # the module cache's copy is read-only
         # They must exist before it starts: it only fills them in (URL, caBundle).
-        for obj in P.webhook_configurations(module_dir):
-            api.ensure(P.api_path(obj), obj)
+        for obj in kr.webhook_configurations(module_dir):
+            api.ensure(kr.api_path(obj), obj)
         say(
-            f"{spec}: namespace {P.NAMESPACE}, ServiceAccount, roles and bindings of "
+            f"{spec}: namespace {kr.NAMESPACE}, ServiceAccount, roles and bindings of "
             f"config/rbac, {len(crds)} CRDs and 2 webhook configurations created "
             f"({time.monotonic() - t:.1f}s)"
         )
@@ -1665,7 +1665,7 @@ class PeerStarter(Starter):
         # Its own identity: a token of its ServiceAccount, as when it runs in a cluster.
         code, reply = api.call(
             "POST",
-            f"/api/v1/namespaces/{P.NAMESPACE}/serviceaccounts/{P.SERVICE_ACCOUNT}/token",
+            f"/api/v1/namespaces/{kr.NAMESPACE}/serviceaccounts/{kr.SERVICE_ACCOUNT}/token",
             {
                 "apiVersion": "authentication.k8s.io/v1",
                 "kind": "TokenRequest",
@@ -1673,27 +1673,27 @@ class PeerStarter(Starter):
             },
         )
         if code != 201:
-            raise WorldError(f"TokenRequest for {P.USER} failed: HTTP {code}: {reply}")
-        kubeconfig = st.dir / f"{P.PROCESS}.kubeconfig"
-        write_token_kubeconfig(st, kubeconfig, P.USER, reply["status"]["token"])
+            raise WorldError(f"TokenRequest for {kr.USER} failed: HTTP {code}: {reply}")
+        kubeconfig = st.dir / f"{kr.PROCESS}.kubeconfig"
+        write_token_kubeconfig(st, kubeconfig, kr.USER, reply["status"]["token"])
 
-        st.processes = [r for r in st.processes if r.name != P.PROCESS]  # a dead earlier one
-        st.ports.update(free_ports(P.PORT_NAMES))
+        st.processes = [r for r in st.processes if r.name != kr.PROCESS]  # a dead earlier one
+        st.ports.update(free_ports(kr.PORT_NAMES))
         st.save()
-        ports = {name: st.ports[name] for name in P.PORT_NAMES}
+        ports = {name: st.ports[name] for name in kr.PORT_NAMES}
         started = time.monotonic()
         self.spawn(
-            P.PROCESS,
+            kr.PROCESS,
             [
                 str(binary),
                 f"--metrics-bind-address=127.0.0.1:{ports['kruise-rollout-metrics']}",
                 f"--health-probe-bind-address=127.0.0.1:{ports['kruise-rollout-health']}",
                 "--leader-elect=false",
-                f"--feature-gates={P.FEATURE_GATES}",
+                f"--feature-gates={kr.FEATURE_GATES}",
             ],
             env={
                 "KUBECONFIG": str(kubeconfig),
-                "POD_NAMESPACE": P.NAMESPACE,
+                "POD_NAMESPACE": kr.NAMESPACE,
                 # Its webhook server: our port, its own CA and certificate written to files,
                 # webhook and CRD-conversion clientConfigs pointing at https://127.0.0.1:<port>.
                 "WEBHOOK_HOST": "127.0.0.1",
@@ -1702,15 +1702,15 @@ class PeerStarter(Starter):
                 "WEBHOOK_CERT_WRITER": "fs",
             },
         )
-        say(f"{P.PROCESS} started (pid {self.children[P.PROCESS].pid}) as {P.USER}")
+        say(f"{kr.PROCESS} started (pid {self.children[kr.PROCESS].pid}) as {kr.USER}")
         readyz = f"http://127.0.0.1:{ports['kruise-rollout-health']}/readyz"
-        self.wait(f"{P.PROCESS} /readyz", lambda: http_ok(readyz), 90, P.PROCESS)
+        self.wait(f"{kr.PROCESS} /readyz", lambda: http_ok(readyz), 90, kr.PROCESS)
         webhook_port = ports["kruise-rollout-webhook"]
-        self.wait(f"{P.PROCESS} webhook server", lambda: tcp_open(webhook_port), 60, P.PROCESS)
+        self.wait(f"{kr.PROCESS} webhook server", lambda: tcp_open(webhook_port), 60, kr.PROCESS)
         prefix = f"https://127.0.0.1:{webhook_port}/"
 
         def configured() -> bool:
-            for kind, name in P.WEBHOOK_CONFIGS.items():
+            for kind, name in kr.WEBHOOK_CONFIGS.items():
                 code, reply = api.call("GET", f"{_webhook_config_path(kind)}/{name}")
                 hooks = reply.get("webhooks") or [] if code == 200 else []
                 if not hooks or not all(
@@ -1731,7 +1731,7 @@ class PeerStarter(Starter):
             "kruise-rollout webhook configurations and CRD conversion (url and caBundle)",
             configured,
             60,
-            P.PROCESS,
+            kr.PROCESS,
         )
         metrics = f"http://127.0.0.1:{ports['kruise-rollout-metrics']}/metrics"
 
@@ -1739,15 +1739,15 @@ class PeerStarter(Starter):
             text = http_get(metrics) or ""
             return all(
                 f'controller_runtime_max_concurrent_reconciles{{controller="{name}"}}' in text
-                for name in P.CONTROLLERS
+                for name in kr.CONTROLLERS
             )
 
-        self.wait("kruise-rollout controllers started", controllers_started, 120, P.PROCESS)
+        self.wait("kruise-rollout controllers started", controllers_started, 120, kr.PROCESS)
         self.check_loopback_only()
         say(
-            f"{P.PROCESS} {P.version()} ready: Rollout, BatchRelease and Advanced Deployment "
+            f"{kr.PROCESS} {kr.version()} ready: Rollout, BatchRelease and Advanced Deployment "
             f"controllers, webhooks on {prefix}, metrics {metrics} "
-            f"({time.monotonic() - started:.1f}s since start); log {st.logs / P.PROCESS}.log"
+            f"({time.monotonic() - started:.1f}s since start); log {st.logs / kr.PROCESS}.log"
         )
 
 
