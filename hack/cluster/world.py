@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """The test world: a real Kubernetes control plane plus KubeVela, built from Go modules.
 
-    world.py up     [--name NAME]       start (or reuse) a cluster; prints export KUBECONFIG=...
+    world.py up     [--name NAME] [--audit]
+                                        start (or reuse) a cluster; prints export KUBECONFIG=...
+                                        --audit: kube-apiserver's audit log (Metadata level) of
+                                        the controllers' requests in <state>/audit.log
     world.py down   [--name NAME|--all] stop every process it started, remove its state
     world.py status [--name NAME]       what runs: pids, ports, memory (exit 1 if not healthy)
     world.py env    [--name NAME]       shell lines: export KUBECONFIG=..., PATH=<binaries>:...,
@@ -190,6 +193,14 @@ PROCESSES = (
     "kruise-manager",
     "vela-core",
 )
+#: `up --audit`: the users whose requests kube-apiserver's audit log records (Metadata level:
+#: who, verb, resource, code, no bodies); every other request is not logged. Each controller has
+#: an identity of its own: ours runs as the addon's ServiceAccount (tests.support.controller),
+#: Kruise Rollout as its own (world.py peer kruise-rollout).
+AUDITED_USERS = (
+    "system:serviceaccount:vela-system:vela-progressive-controller",
+    peer_rollouts.USER,
+)
 #: Processes started on demand in a running world (`world.py peer`): not part of a healthy
 #: world (a dead peer does not make `up` restart the cluster), stopped by `down` like the rest.
 PEERS = {"kruise-rollout": peer_rollouts.PROCESS}
@@ -258,6 +269,8 @@ class State:
     ports: dict[str, int] = field(default_factory=dict)
     processes: list[ProcRecord] = field(default_factory=list)
     created: str = ""
+    #: `up --audit`: kube-apiserver writes an audit log (audit_log) of AUDITED_USERS' requests.
+    audit: bool = False
 
     @property
     def file(self) -> Path:
@@ -286,6 +299,10 @@ class State:
         return f"http://127.0.0.1:{port}" if port else ""
 
     @property
+    def audit_log(self) -> Path | None:
+        return self.dir / "audit.log" if self.audit else None
+
+    @property
     def simulator_url(self) -> str:
         port = self.ports.get("simulator")
         return f"http://127.0.0.1:{port}/metrics" if port else ""
@@ -297,6 +314,7 @@ class State:
             "ports": self.ports,
             "processes": [asdict(p) for p in self.processes],
             "created": self.created,
+            "audit_log": str(self.audit_log or ""),
             "kubeconfig": str(self.kubeconfig),
             "prometheus_url": self.prometheus_url,
             "simulator_url": self.simulator_url,
@@ -315,6 +333,7 @@ class State:
             ports={k: int(v) for k, v in data.get("ports", {}).items()},
             processes=[ProcRecord(**p) for p in data.get("processes", [])],
             created=data.get("created", ""),
+            audit=bool(data.get("audit_log")),
         )
 
 
@@ -957,6 +976,34 @@ class Starter:
         took = self.wait("etcd", lambda: http_ok(f"{client}/health"), 30, "etcd")
         self.say(f"etcd ready on {client} ({took:.1f}s)")
 
+    def audit_flags(self) -> list[str]:
+        """kube-apiserver's audit log flags (`up --audit`), after writing the policy."""
+        st = self.st
+        if st.audit_log is None:
+            return []
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            # One event per request when it is answered (a watch: when it starts, and again
+            # when it ends); audit_count.py counts each auditID once.
+            "omitStages": ["RequestReceived"],
+            "rules": [
+                {"level": "Metadata", "users": list(AUDITED_USERS)},
+                {"level": "None"},
+            ],
+        }
+        path = st.dir / "audit-policy.yaml"
+        path.write_text(yaml.safe_dump(policy, sort_keys=False))
+        self.say(f"audit log: {st.audit_log} (Metadata level; users {', '.join(AUDITED_USERS)})")
+        return [
+            f"--audit-policy-file={path}",
+            f"--audit-log-path={st.audit_log}",
+            "--audit-log-format=json",
+            # blocking (the default): an event is in the file when the answer has been sent,
+            # so a count taken right after a release is complete.
+            "--audit-log-mode=blocking",
+        ]
+
     def start_apiserver(self) -> None:
         st, pki = self.st, self.st.pki
         self.spawn(
@@ -981,6 +1028,7 @@ class Starter:
                 # Endpoints validation rejects (loopback) every 10s; nothing in here needs it.
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                *self.audit_flags(),
             ],
         )
         took = self.wait(
@@ -1297,13 +1345,18 @@ def cluster_healthy(st: State) -> tuple[bool, str]:
     return True, "healthy"
 
 
-def cmd_up(name: str) -> int:
+def cmd_up(name: str, audit: bool = False) -> int:
     say = Say("cluster-up")
     directory = state_dir(name)
     with name_lock(name):
         if (directory / "state.json").exists():
             st = State.load(directory)
             ok, why = cluster_healthy(st)
+            if ok and audit and not st.audit:
+                raise WorldError(
+                    f"cluster '{name}' is up without an audit log",
+                    hint=f"stop it first (world.py down --name {name}), then up --audit",
+                )
             if ok:
                 say(f"cluster '{name}' is already up ({st.server}); reusing it")
                 print(f"export KUBECONFIG={st.kubeconfig}")
@@ -1312,7 +1365,7 @@ def cmd_up(name: str) -> int:
             teardown(st, say)
         elif directory.exists():
             teardown(State(name=name, dir=directory), say)
-        st = State(name=name, dir=directory)
+        st = State(name=name, dir=directory, audit=audit)
         starter = Starter(st, say)
         try:
             starter.run()
@@ -1483,6 +1536,8 @@ def cmd_status(name: str) -> int:
             f"  kruise:     webhooks on https://127.0.0.1:{st.ports['kruise-webhook']}/, metrics "
             f"http://127.0.0.1:{st.ports['kruise-metrics']}/metrics"
         )
+    if st.audit_log:
+        print(f"  audit log:  {st.audit_log}  (hack/bench/audit_count.py counts it)")
     if "kruise-rollout-webhook" in st.ports:
         print(
             f"  peer:       kruise-rollout webhooks on "
@@ -1787,6 +1842,8 @@ def cmd_env(name: str) -> int:
     print(f'export PATH="{st.bindir}:$PATH"')
     if st.prometheus_url:
         print(f"export VP_PROMETHEUS_URL={st.prometheus_url}")
+    if st.audit_log:
+        print(f"export VP_AUDIT_LOG={st.audit_log}")
     return 0
 
 
@@ -1831,6 +1888,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--name", default="default", help="cluster name (default: %(default)s)")
         if command == "down":
             p.add_argument("--all", action="store_true", help="every cluster under .cluster/")
+        if command == "up":
+            p.add_argument(
+                "--audit",
+                action="store_true",
+                help="kube-apiserver audit log of the controllers' requests (<state>/audit.log)",
+            )
     kill = sub.add_parser("kill")
     kill.add_argument("process")
     kill.add_argument("--name", default="default")
@@ -1848,7 +1911,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: IO[str] = sys.stderr
     try:
         if args.command == "up":
-            return cmd_up(args.name)
+            return cmd_up(args.name, args.audit)
         if args.command == "down":
             return cmd_down(all_names() if args.all else [args.name])
         if args.command == "status":

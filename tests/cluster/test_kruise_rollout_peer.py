@@ -5,11 +5,14 @@
 release is the benchmark's: a 10-replica Deployment in partition style
 (`enableExtraWorkloadForCanary: false`, needs `--feature-gates=AdvancedDeployment=true`), steps
 20/50/80/100% with no waits (`pause: {duration: 0}`), then a new image. Watches on the Rollout
-and the ReplicaSets record every step and every scale, so a skipped step shows.
+and the ReplicaSets record every step and every scale, so a skipped step shows. The world runs
+with `world.py up --audit`: `hack/bench/audit_count.py` counts the release's API requests by
+the peer's own user, as the benchmark will.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -22,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.cluster import WORLD, Cluster, _run_streaming, own_world
+from tests.support.cluster import REPO, WORLD, Cluster, _run_streaming, own_world
 
 pytestmark = pytest.mark.cluster
 
@@ -31,6 +34,8 @@ REPLICAS = 10
 STEPS = (20, 50, 80, 100)
 ROLLOUT_API = "rollouts.v1beta1.rollouts.kruise.io"
 REVISION_LABEL = "pod-template-hash"
+PEER_USER = "system:serviceaccount:kruise-rollout:kruise-rollout-controller-manager"
+AUDIT_COUNT = REPO / "hack" / "bench" / "audit_count.py"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +43,8 @@ def world(
     pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     cache = tmp_path_factory.mktemp("kubectl-cache")
-    with own_world(f"kruise-rollout-{os.getpid()}", pytestconfig, cache) as started:
+    name = f"kruise-rollout-{os.getpid()}"
+    with own_world(name, pytestconfig, cache, "--audit") as started:
         assert started.name is not None
         code, _, err = _run_streaming(
             [sys.executable, str(WORLD), "peer", "kruise-rollout", "--name", started.name],
@@ -157,7 +163,7 @@ def test_partition_release_goes_through_every_step(world: Cluster, tmp_path: Pat
     rollouts = Watch(world, tmp_path / "rollouts.json", ROLLOUT_API, "web")
     replicasets = Watch(world, tmp_path / "replicasets.json", "replicasets")
     time.sleep(1)  # both watches have listed
-    started = time.monotonic()
+    started, since = time.monotonic(), datetime.datetime.now(datetime.UTC)
     world.kubectl("set", "image", "deployment/web", "web=demo/web:v2", "-n", NAMESPACE)
 
     def released() -> dict[str, Any] | None:
@@ -170,7 +176,7 @@ def test_partition_release_goes_through_every_step(world: Cluster, tmp_path: Pat
         return obj if done else None
 
     final = world.wait_for(released, 90, "the release to complete", interval=0.2)
-    took = time.monotonic() - started
+    took, until = time.monotonic() - started, datetime.datetime.now(datetime.UTC)
     seen_rollouts, seen_replicasets = rollouts.stop(), replicasets.stop()
 
     # Done: every pod on the new revision and Ready (kwok deletes old pods at once).
@@ -209,8 +215,32 @@ def test_partition_release_goes_through_every_step(world: Cluster, tmp_path: Pat
     deploy = world.get("deployment", "web", "-n", NAMESPACE)
     assert not deploy["spec"].get("paused"), "kruise-rollout left the Deployment paused"
     assert deploy["status"].get("updatedReplicas") == REPLICAS
+
+    # Its API requests during the release, from the API server's audit log, by its own user.
+    audit_log = world.kubeconfig.parent / "audit.log"
+    counted = world.run(
+        [
+            sys.executable,
+            str(AUDIT_COUNT),
+            str(audit_log),
+            "--user",
+            PEER_USER,
+            "--since",
+            since.isoformat(),
+            "--until",
+            until.isoformat(),
+            "--json",
+        ]
+    )
+    rows = json.loads(counted.stdout)
+    by_verb: dict[str, int] = {}
+    for row in rows:
+        by_verb[row["verb"]] = by_verb.get(row["verb"], 0) + row["requests"]
+    writes = {(r["verb"], r["resource"]) for r in rows if r["verb"] in ("patch", "update")}
+    assert ("patch", "deployments") in writes or ("update", "deployments") in writes, rows
+    assert any(resource.startswith("rollouts") for _, resource in writes), rows
     print(
         f"\nkruise-rollout released web v2 through steps {steps} (new ReplicaSet {sizes}) "
-        f"in {took:.1f}s",
+        f"in {took:.1f}s with {sum(by_verb.values())} API requests {by_verb} (audit log)",
         file=sys.stderr,
     )
