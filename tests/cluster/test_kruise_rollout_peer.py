@@ -218,21 +218,18 @@ def test_partition_release_goes_through_every_step(world: Cluster, tmp_path: Pat
 
     # Its API requests during the release, from the API server's audit log, by its own user.
     audit_log = world.kubeconfig.parent / "audit.log"
-    counted = world.run(
-        [
-            sys.executable,
-            str(AUDIT_COUNT),
-            str(audit_log),
-            "--user",
-            PEER_USER,
-            "--since",
-            since.isoformat(),
-            "--until",
-            until.isoformat(),
-            "--json",
-        ]
-    )
-    rows = json.loads(counted.stdout)
+    argv = [
+        sys.executable,
+        str(AUDIT_COUNT),
+        str(audit_log),
+        "--user",
+        PEER_USER,
+        "--since",
+        since.isoformat(),
+        "--until",
+        until.isoformat(),
+    ]
+    rows = json.loads(world.run([*argv, "--json"]).stdout)
     by_verb: dict[str, int] = {}
     for row in rows:
         by_verb[row["verb"]] = by_verb.get(row["verb"], 0) + row["requests"]
@@ -241,6 +238,7 @@ def test_partition_release_goes_through_every_step(world: Cluster, tmp_path: Pat
     assert any(resource.startswith("rollouts") for _, resource in writes), rows
     print(
         f"\nkruise-rollout released web v2 through steps {steps} (new ReplicaSet {sizes}) "
-        f"in {took:.1f}s with {sum(by_verb.values())} API requests {by_verb} (audit log)",
+        f"in {took:.1f}s with {sum(by_verb.values())} API requests {by_verb} (audit log):\n"
+        + world.run(argv).stdout,
         file=sys.stderr,
     )
