@@ -1,8 +1,8 @@
 """Kruise Rollout, the benchmarks' peer, runs in a world of its own and releases a Deployment.
 
-`world.py peer kruise-rollout` starts it (building it the first time: `build.sh rollouts`, about
-3 to 6 minutes cold) in a world started for this module only, so no other test sees its webhooks. The
-release is the benchmark's: a 10-replica Deployment in partition style
+`world.py peer kruise-rollout` starts it (building it the first time: `build.sh rollouts`,
+3 to 6 minutes cold) in a world started for this module only, so no other test sees its
+webhooks. The release is the benchmark's: a 10-replica Deployment in partition style
 (`enableExtraWorkloadForCanary: false`, needs `--feature-gates=AdvancedDeployment=true`), steps
 20/50/80/100% with no waits (`pause: {duration: 0}`), then a new image. Watches on the Rollout
 and the ReplicaSets record every step and every scale, so a skipped step shows. The world runs
