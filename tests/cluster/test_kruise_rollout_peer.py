@@ -242,3 +242,156 @@ def test_partition_release_goes_through_every_step(world: Cluster, tmp_path: Pat
         + world.run(argv).stdout,
         file=sys.stderr,
     )
+
+
+CANARY_NAMESPACE = "peer-canary"
+WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
+
+
+def service_and_ingress() -> list[dict[str, Any]]:
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": CANARY_NAMESPACE},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "web", "namespace": CANARY_NAMESPACE},
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [
+                {
+                    "host": "web.example",
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": "web", "port": {"number": 80}}},
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+    }
+    return [service, ingress]
+
+
+def test_canary_release_moves_nginx_weights(world: Cluster, tmp_path: Path) -> None:
+    """The canary style: an extra canary Deployment and a canary Ingress whose weight Kruise
+    Rollout sets through its Lua script (lua_configuration/trafficrouting_ingress/nginx.lua,
+    which world.py copies into its working directory)."""
+    world.kubectl("create", "namespace", CANARY_NAMESPACE)
+    world.wait_for(
+        lambda: world.kubectl(
+            "get", "sa", "default", "-n", CANARY_NAMESPACE, check=False
+        ).returncode
+        == 0,
+        60,
+        "the namespace's default ServiceAccount",
+    )
+    web = deployment("demo/web:v1")
+    web["metadata"]["namespace"] = CANARY_NAMESPACE
+    world.apply_yaml(yaml.safe_dump_all([web, *service_and_ingress()]))
+    world.wait_for(
+        lambda: world.get("deployment", "web", "-n", CANARY_NAMESPACE)["status"].get(
+            "readyReplicas"
+        )
+        == REPLICAS,
+        90,
+        "10 Ready pods of web v1",
+    )
+    canary = rollout()
+    canary["metadata"]["namespace"] = CANARY_NAMESPACE
+    canary["spec"]["strategy"]["canary"] = {
+        "enableExtraWorkloadForCanary": True,
+        "steps": [
+            {"traffic": "20%", "replicas": "20%", "pause": {"duration": 0}},
+            {"traffic": "50%", "replicas": "50%", "pause": {"duration": 0}},
+            {"traffic": "100%", "replicas": "100%", "pause": {"duration": 0}},
+        ],
+        # Each traffic change waits gracePeriodSeconds (default 3 s) several times over; the
+        # test world applies an Ingress change within a second (no real NGINX).
+        "trafficRoutings": [
+            {
+                "service": "web",
+                "gracePeriodSeconds": 1,
+                "ingress": {"name": "web", "classType": "nginx"},
+            }
+        ],
+    }
+    world.apply_yaml(yaml.safe_dump(canary))
+    world.wait_for(
+        lambda: world.get(ROLLOUT_API, "web", "-n", CANARY_NAMESPACE).get("status", {}).get("phase")
+        == "Healthy",
+        60,
+        "the Rollout to be Healthy",
+    )
+
+    handle = (tmp_path / "ingresses.json").open("w")
+    watch = subprocess.Popen(
+        [
+            str(world.bindir / "kubectl"),
+            f"--kubeconfig={world.kubeconfig}",
+            "get",
+            "ingresses",
+            "-n",
+            CANARY_NAMESPACE,
+            "--watch",
+            "-o",
+            "json",
+        ],
+        env=world.env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
+    time.sleep(1)
+    started = time.monotonic()
+    world.kubectl("set", "image", "deployment/web", "web=demo/web:v2", "-n", CANARY_NAMESPACE)
+
+    def released() -> bool:
+        obj = world.get(ROLLOUT_API, "web", "-n", CANARY_NAMESPACE)
+        return (
+            obj.get("status", {}).get("phase") == "Healthy"
+            and condition(obj, "Succeeded").get("status") == "True"
+        )
+
+    world.wait_for(released, 120, "the canary release to complete", interval=0.2)
+    took = time.monotonic() - started
+    watch.terminate()
+    watch.wait(10)
+    handle.close()
+
+    text, weights = (tmp_path / "ingresses.json").read_text().strip(), []
+    decoder = json.JSONDecoder()
+    while text:
+        obj, end = decoder.raw_decode(text)
+        text = text[end:].strip()
+        weight = (obj["metadata"].get("annotations") or {}).get(WEIGHT)
+        if obj["metadata"]["name"] != "web" and weight and (not weights or weights[-1] != weight):
+            weights.append(weight)
+    # The canary Ingress starts at weight 0 (it may go back to 0 while finalising).
+    moves = weights[1:-1] if weights[-1:] == ["0"] else weights[1:]
+    assert weights[:1] == ["0"], f"canary-weight values seen: {weights}"
+    assert moves == ["20", "50", "100"], f"canary-weight values seen: {weights}"
+
+    # Done: the canary Ingress and Deployment are gone, the Deployment runs v2 everywhere.
+    def cleaned_up() -> bool:
+        ingresses = world.get("ingresses", "-n", CANARY_NAMESPACE)["items"]
+        deployments = world.get("deployments", "-n", CANARY_NAMESPACE)["items"]
+        pods = world.get("pods", "-n", CANARY_NAMESPACE)["items"]
+        return (
+            [i["metadata"]["name"] for i in ingresses] == ["web"]
+            and [d["metadata"]["name"] for d in deployments] == ["web"]
+            and len(pods) == REPLICAS
+            and all(p["spec"]["containers"][0]["image"] == "demo/web:v2" for p in pods)
+        )
+
+    world.wait_for(cleaned_up, 60, "the canary objects removed and 10 pods on v2")
+    print(
+        f"\nkruise-rollout canary release: canary-weight {weights}, done in {took:.1f}s",
+        file=sys.stderr,
+    )
