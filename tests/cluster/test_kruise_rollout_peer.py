@@ -24,14 +24,17 @@ from typing import Any
 
 import pytest
 import yaml
+from hack.bench import peer_release
 
 from tests.support.cluster import REPO, WORLD, Cluster, _run_streaming, own_world
 
 pytestmark = pytest.mark.cluster
 
-NAMESPACE = "peer-release"
-REPLICAS = 10
-STEPS = (20, 50, 80, 100)
+#: The benchmark's two releases (hack/bench/peer_release.py renders ours and Kruise's).
+PARTITION = peer_release.partition(namespace="peer-release")
+CANARY = peer_release.canary_nginx(namespace="peer-canary")
+NAMESPACE = PARTITION.namespace
+REPLICAS = PARTITION.replicas
 ROLLOUT_API = "rollouts.v1beta1.rollouts.kruise.io"
 REVISION_LABEL = "pod-template-hash"
 PEER_USER = "system:serviceaccount:kruise-rollout:kruise-rollout-controller-manager"
@@ -55,37 +58,18 @@ def world(
         yield started
 
 
-def deployment(image: str) -> dict[str, Any]:
+def deployment(image: str, namespace: str = NAMESPACE) -> dict[str, Any]:
     labels = {"app": "web"}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": NAMESPACE, "labels": labels},
+        "metadata": {"name": "web", "namespace": namespace, "labels": labels},
         "spec": {
             "replicas": REPLICAS,
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {"containers": [{"name": "web", "image": image}]},
-            },
-        },
-    }
-
-
-def rollout() -> dict[str, Any]:
-    return {
-        "apiVersion": "rollouts.kruise.io/v1beta1",
-        "kind": "Rollout",
-        "metadata": {"name": "web", "namespace": NAMESPACE},
-        "spec": {
-            "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-            "strategy": {
-                "canary": {
-                    "enableExtraWorkloadForCanary": False,  # partition style
-                    "steps": [
-                        {"replicas": f"{percent}%", "pause": {"duration": 0}} for percent in STEPS
-                    ],
-                }
             },
         },
     }
@@ -148,7 +132,7 @@ def test_partition_release_goes_through_every_step(world: Cluster, tmp_path: Pat
         90,
         "10 Ready pods of web v1",
     )
-    world.apply_yaml(yaml.safe_dump(rollout()))
+    world.apply_yaml(yaml.safe_dump(peer_release.kruise(PARTITION)))
     # The Rollout is ready for a release once it is Healthy and has labelled its workload
     # (the label its webhooks select).
     world.wait_for(
@@ -199,7 +183,9 @@ def test_partition_release_goes_through_every_step(world: Cluster, tmp_path: Pat
         index = canary.get("currentStepIndex")
         if canary.get("canaryRevision") == new_hash and (not steps or steps[-1] != index):
             steps.append(index)
-    assert steps == [1, 2, 3, 4], f"step indexes seen: {steps}; final status {final['status']}"
+    assert steps == list(range(1, len(PARTITION.steps) + 1)), (
+        f"step indexes seen: {steps}; final status {final['status']}"
+    )
 
     # The new ReplicaSet grew batch by batch: 2, 5, 8, 10 of 10 (never backwards).
     sizes: list[int] = []
@@ -208,7 +194,7 @@ def test_partition_release_goes_through_every_step(world: Cluster, tmp_path: Pat
             size = obj["spec"]["replicas"]
             if not sizes or sizes[-1] != size:
                 sizes.append(size)
-    wanted = [REPLICAS * percent // 100 for percent in STEPS]
+    wanted = PARTITION.plan
     assert sizes == sorted(sizes), f"the new ReplicaSet shrank: {sizes}"
     assert [s for s in sizes if s in wanted] == wanted, f"new ReplicaSet sizes: {sizes}"
 
@@ -244,7 +230,7 @@ def test_partition_release_goes_through_every_step(world: Cluster, tmp_path: Pat
     )
 
 
-CANARY_NAMESPACE = "peer-canary"
+CANARY_NAMESPACE = CANARY.namespace
 WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
 
 
@@ -293,8 +279,7 @@ def test_canary_release_moves_nginx_weights(world: Cluster, tmp_path: Path) -> N
         60,
         "the namespace's default ServiceAccount",
     )
-    web = deployment("demo/web:v1")
-    web["metadata"]["namespace"] = CANARY_NAMESPACE
+    web = deployment("demo/web:v1", CANARY_NAMESPACE)
     world.apply_yaml(yaml.safe_dump_all([web, *service_and_ingress()]))
     world.wait_for(
         lambda: world.get("deployment", "web", "-n", CANARY_NAMESPACE)["status"].get(
@@ -304,25 +289,7 @@ def test_canary_release_moves_nginx_weights(world: Cluster, tmp_path: Path) -> N
         90,
         "10 Ready pods of web v1",
     )
-    canary = rollout()
-    canary["metadata"]["namespace"] = CANARY_NAMESPACE
-    canary["spec"]["strategy"]["canary"] = {
-        "enableExtraWorkloadForCanary": True,
-        "steps": [
-            {"traffic": "20%", "replicas": "20%", "pause": {"duration": 0}},
-            {"traffic": "50%", "replicas": "50%", "pause": {"duration": 0}},
-            {"traffic": "100%", "replicas": "100%", "pause": {"duration": 0}},
-        ],
-        # Each traffic change waits gracePeriodSeconds (default 3 s) several times over; the
-        # test world applies an Ingress change within a second (no real NGINX).
-        "trafficRoutings": [
-            {
-                "service": "web",
-                "gracePeriodSeconds": 1,
-                "ingress": {"name": "web", "classType": "nginx"},
-            }
-        ],
-    }
+    canary = peer_release.kruise(CANARY)
     world.apply_yaml(yaml.safe_dump(canary))
     world.wait_for(
         lambda: world.get(ROLLOUT_API, "web", "-n", CANARY_NAMESPACE).get("status", {}).get("phase")
@@ -376,7 +343,7 @@ def test_canary_release_moves_nginx_weights(world: Cluster, tmp_path: Path) -> N
     # The canary Ingress starts at weight 0 (it may go back to 0 while finalising).
     moves = weights[1:-1] if weights[-1:] == ["0"] else weights[1:]
     assert weights[:1] == ["0"], f"canary-weight values seen: {weights}"
-    assert moves == ["20", "50", "100"], f"canary-weight values seen: {weights}"
+    assert moves == [str(w) for w in CANARY.weights or ()], f"canary-weight values seen: {weights}"
 
     # Done: the canary Ingress and Deployment are gone, the Deployment runs v2 everywhere.
     def cleaned_up() -> bool:
