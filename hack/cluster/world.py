@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """The test world: a real Kubernetes control plane plus KubeVela, built from Go modules.
 
-    world.py up     [--name NAME]       start (or reuse) a cluster; prints export KUBECONFIG=...
+    world.py up     [--name NAME] [--audit]
+                                        start (or reuse) a cluster; prints export KUBECONFIG=...
+                                        --audit: kube-apiserver's audit log (Metadata level) of
+                                        the controllers' requests in <state>/audit.log
     world.py down   [--name NAME|--all] stop every process it started, remove its state
     world.py status [--name NAME]       what runs: pids, ports, memory (exit 1 if not healthy)
     world.py env    [--name NAME]       shell lines: export KUBECONFIG=..., PATH=<binaries>:...,
@@ -11,6 +14,11 @@
     world.py respawn PROCESS [--name NAME]
                                         start a killed process again: same argv, environment,
                                         log and data (etcd keeps its data directory)
+    world.py peer kruise-rollout [--name NAME]
+                                        start Kruise Rollout (the benchmarks' peer) in a running
+                                        world: builds it the first time (build.sh rollouts),
+                                        installs its CRDs, RBAC and webhook configurations, runs
+                                        it with a ServiceAccount token of its own; `down` stops it
     world.py render-definitions DIR     KubeVela's built-in definitions as YAML (no cluster)
     world.py versions                   the pinned versions
 
@@ -53,6 +61,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import peer_rollouts  # hack/cluster/peer_rollouts.py: this script's directory is on sys.path
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -186,6 +195,17 @@ PROCESSES = (
     "kruise-manager",
     "vela-core",
 )
+#: `up --audit`: the users whose requests kube-apiserver's audit log records (Metadata level:
+#: who, verb, resource, code, no bodies); every other request is not logged. Each controller has
+#: an identity of its own: ours runs as the addon's ServiceAccount (tests.support.controller),
+#: Kruise Rollout as its own (world.py peer kruise-rollout).
+AUDITED_USERS = (
+    "system:serviceaccount:vela-system:vela-progressive-controller",
+    peer_rollouts.USER,
+)
+#: Processes started on demand in a running world (`world.py peer`): not part of a healthy
+#: world (a dead peer does not make `up` restart the cluster), stopped by `down` like the rest.
+PEERS = {"kruise-rollout": peer_rollouts.PROCESS}
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 PORT_NAMES = (
     "etcd",
@@ -251,6 +271,8 @@ class State:
     ports: dict[str, int] = field(default_factory=dict)
     processes: list[ProcRecord] = field(default_factory=list)
     created: str = ""
+    #: `up --audit`: kube-apiserver writes an audit log (audit_log) of AUDITED_USERS' requests.
+    audit: bool = False
 
     @property
     def file(self) -> Path:
@@ -279,6 +301,10 @@ class State:
         return f"http://127.0.0.1:{port}" if port else ""
 
     @property
+    def audit_log(self) -> Path | None:
+        return self.dir / "audit.log" if self.audit else None
+
+    @property
     def simulator_url(self) -> str:
         port = self.ports.get("simulator")
         return f"http://127.0.0.1:{port}/metrics" if port else ""
@@ -290,6 +316,7 @@ class State:
             "ports": self.ports,
             "processes": [asdict(p) for p in self.processes],
             "created": self.created,
+            "audit_log": str(self.audit_log or ""),
             "kubeconfig": str(self.kubeconfig),
             "prometheus_url": self.prometheus_url,
             "simulator_url": self.simulator_url,
@@ -308,6 +335,7 @@ class State:
             ports={k: int(v) for k, v in data.get("ports", {}).items()},
             processes=[ProcRecord(**p) for p in data.get("processes", [])],
             created=data.get("created", ""),
+            audit=bool(data.get("audit_log")),
         )
 
 
@@ -959,6 +987,34 @@ class Starter:
         took = self.wait("etcd", lambda: http_ok(f"{client}/health"), 30, "etcd")
         self.say(f"etcd ready on {client} ({took:.1f}s)")
 
+    def audit_flags(self) -> list[str]:
+        """kube-apiserver's audit log flags (`up --audit`), after writing the policy."""
+        st = self.st
+        if st.audit_log is None:
+            return []
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            # One event per request when it is answered (a watch: when it starts, and again
+            # when it ends); audit_count.py counts each auditID once.
+            "omitStages": ["RequestReceived"],
+            "rules": [
+                {"level": "Metadata", "users": list(AUDITED_USERS)},
+                {"level": "None"},
+            ],
+        }
+        path = st.dir / "audit-policy.yaml"
+        path.write_text(yaml.safe_dump(policy, sort_keys=False))
+        self.say(f"audit log: {st.audit_log} (Metadata level; users {', '.join(AUDITED_USERS)})")
+        return [
+            f"--audit-policy-file={path}",
+            f"--audit-log-path={st.audit_log}",
+            "--audit-log-format=json",
+            # blocking (the default): an event is in the file when the answer has been sent,
+            # so a count taken right after a release is complete.
+            "--audit-log-mode=blocking",
+        ]
+
     def start_apiserver(self) -> None:
         st, pki = self.st, self.st.pki
         self.spawn(
@@ -983,6 +1039,7 @@ class Starter:
                 # Endpoints validation rejects (loopback) every 10s; nothing in here needs it.
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                *self.audit_flags(),
             ],
         )
         took = self.wait(
@@ -1285,7 +1342,8 @@ def tail(path: Path, lines: int = 25) -> str:
 
 
 def cluster_healthy(st: State) -> tuple[bool, str]:
-    dead = [r.name for r in st.processes if not is_alive(r)]
+    peers = set(PEERS.values())
+    dead = [r.name for r in st.processes if not is_alive(r) and r.name not in peers]
     if dead:
         return False, f"not running: {', '.join(dead)}"
     if not st.processes:
@@ -1298,13 +1356,18 @@ def cluster_healthy(st: State) -> tuple[bool, str]:
     return True, "healthy"
 
 
-def cmd_up(name: str) -> int:
+def cmd_up(name: str, audit: bool = False) -> int:
     say = Say("cluster-up")
     directory = state_dir(name)
     with name_lock(name):
         if (directory / "state.json").exists():
             st = State.load(directory)
             ok, why = cluster_healthy(st)
+            if ok and audit and not st.audit:
+                raise WorldError(
+                    f"cluster '{name}' is up without an audit log",
+                    hint=f"stop it first (world.py down --name {name}), then up --audit",
+                )
             if ok:
                 say(f"cluster '{name}' is already up ({st.server}); reusing it")
                 print(f"export KUBECONFIG={st.kubeconfig}")
@@ -1313,7 +1376,7 @@ def cmd_up(name: str) -> int:
             teardown(st, say)
         elif directory.exists():
             teardown(State(name=name, dir=directory), say)
-        st = State(name=name, dir=directory)
+        st = State(name=name, dir=directory, audit=audit)
         starter = Starter(st, say)
         try:
             starter.run()
@@ -1484,6 +1547,15 @@ def cmd_status(name: str) -> int:
             f"  kruise:     webhooks on https://127.0.0.1:{st.ports['kruise-webhook']}/, metrics "
             f"http://127.0.0.1:{st.ports['kruise-metrics']}/metrics"
         )
+    if st.audit_log:
+        print(f"  audit log:  {st.audit_log}  (hack/bench/audit_count.py counts it)")
+    if "kruise-rollout-webhook" in st.ports:
+        print(
+            f"  peer:       kruise-rollout webhooks on "
+            f"https://127.0.0.1:{st.ports['kruise-rollout-webhook']}/, metrics "
+            f"http://127.0.0.1:{st.ports['kruise-rollout-metrics']}/metrics, "
+            f"user {peer_rollouts.USER}"
+        )
     print(f"  {'process':<24} {'pid':>7}  {'state':<8} {'rss MiB':>8}  listening on")
     for record in st.processes:
         alive = is_alive(record)
@@ -1560,6 +1632,217 @@ def cmd_respawn(name: str, process: str) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------
+# peer: Kruise Rollout beside a running world (hack/cluster/peer_rollouts.py has its objects)
+# ---------------------------------------------------------------------------------------------
+PEER_TOKEN_SECONDS = 30 * 24 * 3600  # a benchmark world lives hours, not a month
+
+
+def peer_binary(say: Say) -> Path:
+    """Build (or reuse) the rollouts family; its binary, linked into the --bindir directory."""
+    say(
+        f"binary: hack/cluster/build.sh --bindir {peer_rollouts.FAMILY} "
+        "(the first build takes 3 to 6 minutes) ..."
+    )
+    built = subprocess.run(
+        ["bash", str(BUILD_SH), "--bindir", peer_rollouts.FAMILY],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    lines = built.stdout.strip().splitlines()
+    binary = Path(lines[-1]) / peer_rollouts.BINARY if lines else Path(peer_rollouts.BINARY)
+    if built.returncode != 0 or not os.access(binary, os.X_OK):
+        raise WorldError(
+            f"building {peer_rollouts.MODULE} failed or left no {binary} (output above)",
+            hint=f"run hack/cluster/build.sh {peer_rollouts.FAMILY} and fix what it reports",
+        )
+    return binary
+
+
+def write_token_kubeconfig(st: State, path: Path, user: str, token: str) -> None:
+    """A kubeconfig for the world's API server that authenticates with a bearer token."""
+    ca = base64.b64encode((st.pki / "ca.crt").read_bytes()).decode()
+    cluster = f"vela-progressive-{st.name}"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": cluster, "cluster": {"server": st.server, "certificate-authority-data": ca}}
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": user}}],
+        "current-context": cluster,
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+
+
+def tcp_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+class PeerStarter(Starter):
+    """Starts Kruise Rollout in the running world `st` (the caller holds the name lock)."""
+
+    def start_kruise_rollout(self) -> None:
+        st, say, kr = self.st, self.say, peer_rollouts
+        binary = peer_binary(say)
+        spec = f"{kr.MODULE}@{kr.version()}"
+        module_dir = module_dirs([spec])[spec]
+        api = Api(st)
+        t = time.monotonic()
+        api.ensure("/api/v1/namespaces", namespace_object(kr.NAMESPACE))
+        for obj in kr.rbac(module_dir):
+            api.ensure(kr.api_path(obj), obj)
+        crds = kr.crds(module_dir)
+        for obj in crds:
+            api.ensure(kr.api_path(obj), obj)
+        names = {c["metadata"]["name"] for c in crds}
+
+        def established() -> bool:
+            code, reply = api.call("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+            items = [i for i in reply.get("items", []) if i["metadata"]["name"] in names]
+            return (
+                code == 200
+                and len(items) == len(names)
+                and all(_condition(i, "Established") for i in items)
+            )
+
+        self.wait("Kruise Rollout CRDs Established", established, 60)
+        # Its Lua scripts (traffic routing of NGINX Ingresses and custom providers) are read
+        # from ./lua_configuration; it runs in the state directory.
+        lua = st.dir / "lua_configuration"
+        if not lua.exists():
+            shutil.copytree(module_dir / "lua_configuration", lua)
+            for path in [lua, *lua.rglob("*")]:
+                path.chmod(path.stat().st_mode | 0o200)  # the module cache's copy is read-only
+        # They must exist before it starts: it only fills them in (URL, caBundle).
+        for obj in kr.webhook_configurations(module_dir):
+            api.ensure(kr.api_path(obj), obj)
+        say(
+            f"{spec}: namespace {kr.NAMESPACE}, ServiceAccount, roles and bindings of "
+            f"config/rbac, {len(crds)} CRDs and 2 webhook configurations created "
+            f"({time.monotonic() - t:.1f}s)"
+        )
+
+        # Its own identity: a token of its ServiceAccount, as when it runs in a cluster.
+        code, reply = api.call(
+            "POST",
+            f"/api/v1/namespaces/{kr.NAMESPACE}/serviceaccounts/{kr.SERVICE_ACCOUNT}/token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": PEER_TOKEN_SECONDS},
+            },
+        )
+        if code != 201:
+            raise WorldError(f"TokenRequest for {kr.USER} failed: HTTP {code}: {reply}")
+        kubeconfig = st.dir / f"{kr.PROCESS}.kubeconfig"
+        write_token_kubeconfig(st, kubeconfig, kr.USER, reply["status"]["token"])
+
+        st.processes = [r for r in st.processes if r.name != kr.PROCESS]  # a dead earlier one
+        st.ports.update(free_ports(kr.PORT_NAMES))
+        st.save()
+        ports = {name: st.ports[name] for name in kr.PORT_NAMES}
+        started = time.monotonic()
+        self.spawn(
+            kr.PROCESS,
+            [
+                str(binary),
+                f"--metrics-bind-address=127.0.0.1:{ports['kruise-rollout-metrics']}",
+                f"--health-probe-bind-address=127.0.0.1:{ports['kruise-rollout-health']}",
+                "--leader-elect=false",
+                f"--feature-gates={kr.FEATURE_GATES}",
+            ],
+            env={
+                "KUBECONFIG": str(kubeconfig),
+                "POD_NAMESPACE": kr.NAMESPACE,
+                # Its webhook server: our port, its own CA and certificate written to files,
+                # webhook and CRD-conversion clientConfigs pointing at https://127.0.0.1:<port>.
+                "WEBHOOK_HOST": "127.0.0.1",
+                "WEBHOOK_PORT": str(ports["kruise-rollout-webhook"]),
+                "WEBHOOK_CERT_DIR": str(st.dir / "kruise-rollout-certs"),
+                "WEBHOOK_CERT_WRITER": "fs",
+            },
+        )
+        say(f"{kr.PROCESS} started (pid {self.children[kr.PROCESS].pid}) as {kr.USER}")
+        readyz = f"http://127.0.0.1:{ports['kruise-rollout-health']}/readyz"
+        self.wait(f"{kr.PROCESS} /readyz", lambda: http_ok(readyz), 90, kr.PROCESS)
+        webhook_port = ports["kruise-rollout-webhook"]
+        self.wait(f"{kr.PROCESS} webhook server", lambda: tcp_open(webhook_port), 60, kr.PROCESS)
+        prefix = f"https://127.0.0.1:{webhook_port}/"
+
+        def configured() -> bool:
+            for kind, name in kr.WEBHOOK_CONFIGS.items():
+                code, reply = api.call("GET", f"{_webhook_config_path(kind)}/{name}")
+                hooks = reply.get("webhooks") or [] if code == 200 else []
+                if not hooks or not all(
+                    h["clientConfig"].get("url", "").startswith(prefix)
+                    and h["clientConfig"].get("caBundle")
+                    for h in hooks
+                ):
+                    return False
+            code, reply = api.call(
+                "GET",
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+                "rollouts.rollouts.kruise.io",
+            )
+            webhook = (reply.get("spec", {}).get("conversion") or {}).get("webhook") or {}
+            return code == 200 and webhook.get("clientConfig", {}).get("url", "").startswith(prefix)
+
+        self.wait(
+            "kruise-rollout webhook configurations and CRD conversion (url and caBundle)",
+            configured,
+            60,
+            kr.PROCESS,
+        )
+        metrics = f"http://127.0.0.1:{ports['kruise-rollout-metrics']}/metrics"
+
+        def controllers_started() -> bool:
+            text = http_get(metrics) or ""
+            return all(
+                f'controller_runtime_max_concurrent_reconciles{{controller="{name}"}}' in text
+                for name in kr.CONTROLLERS
+            )
+
+        self.wait("kruise-rollout controllers started", controllers_started, 120, kr.PROCESS)
+        self.check_loopback_only()
+        say(
+            f"{kr.PROCESS} {kr.version()} ready: Rollout, BatchRelease and Advanced Deployment "
+            f"controllers, webhooks on {prefix}, metrics {metrics} "
+            f"({time.monotonic() - started:.1f}s since start); log {st.logs / kr.PROCESS}.log"
+        )
+
+
+def cmd_peer(name: str, peer: str) -> int:
+    say = Say(f"peer {peer}")
+    process = PEERS[peer]
+    with name_lock(name):
+        st = _loaded(name)
+        ok, why = cluster_healthy(st)
+        if not ok:
+            raise WorldError(f"cluster '{name}' is not healthy: {why}", hint="run: make cluster-up")
+        running = [r for r in st.processes if r.name == process and is_alive(r)]
+        if running:
+            say(f"{process} already runs in cluster '{name}' (pid {running[0].pid})")
+            return 0
+        starter = PeerStarter(st, say)
+        try:
+            starter.start_kruise_rollout()
+        except (WorldError, KeyboardInterrupt) as err:
+            report_failure(st, err, say)
+            record = next((r for r in st.processes if r.name == process), None)
+            if record is not None:
+                stop_processes(State(st.name, st.dir, processes=[record]), say)
+            say(f"stopped {process}; the world still runs; log kept in {st.logs}")
+            return 1
+    say(f"{process} up in {say.elapsed():.1f}s in cluster '{name}'")
+    return 0
+
+
 def cmd_env(name: str) -> int:
     directory = state_dir(name)
     if not (directory / "state.json").exists():
@@ -1570,6 +1853,8 @@ def cmd_env(name: str) -> int:
     print(f'export PATH="{st.bindir}:$PATH"')
     if st.prometheus_url:
         print(f"export VP_PROMETHEUS_URL={st.prometheus_url}")
+    if st.audit_log:
+        print(f"export VP_AUDIT_LOG={st.audit_log}")
     return 0
 
 
@@ -1579,6 +1864,10 @@ def cmd_versions() -> int:
     print(f"kwok         sigs.k8s.io/kwok {KWOK_VERSION}   (hack/cluster/kwok/go.mod)")
     print(f"kubevela     github.com/oam-dev/kubevela {VELA_VERSION}   (hack/cluster/vela/go.mod)")
     print(f"openkruise   {KRUISE_MODULE} {KRUISE_VERSION}   (hack/cluster/kruise/go.mod)")
+    print(
+        f"peer         {peer_rollouts.MODULE} {peer_rollouts.version()}   "
+        "(hack/cluster/rollouts/go.mod; world.py peer kruise-rollout)"
+    )
     for source in CRD_SOURCES:
         print(f"CRDs         {source.module} {source.version}   {source.title}")
     try:
@@ -1610,6 +1899,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--name", default="default", help="cluster name (default: %(default)s)")
         if command == "down":
             p.add_argument("--all", action="store_true", help="every cluster under .cluster/")
+        if command == "up":
+            p.add_argument(
+                "--audit",
+                action="store_true",
+                help="kube-apiserver audit log of the controllers' requests (<state>/audit.log)",
+            )
     kill = sub.add_parser("kill")
     kill.add_argument("process")
     kill.add_argument("--name", default="default")
@@ -1617,6 +1912,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     respawn = sub.add_parser("respawn")
     respawn.add_argument("process")
     respawn.add_argument("--name", default="default")
+    peer = sub.add_parser("peer", help="start a peer controller in a running world")
+    peer.add_argument("peer", choices=sorted(PEERS))
+    peer.add_argument("--name", default="default")
     render = sub.add_parser("render-definitions")
     render.add_argument("out", type=Path)
     sub.add_parser("versions")
@@ -1624,7 +1922,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: IO[str] = sys.stderr
     try:
         if args.command == "up":
-            return cmd_up(args.name)
+            return cmd_up(args.name, args.audit)
         if args.command == "down":
             return cmd_down(all_names() if args.all else [args.name])
         if args.command == "status":
@@ -1635,6 +1933,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_kill(args.name, args.process, args.signal)
         if args.command == "respawn":
             return cmd_respawn(args.name, args.process)
+        if args.command == "peer":
+            return cmd_peer(args.name, args.peer)
         if args.command == "render-definitions":
             return cmd_render_definitions(args.out)
         return cmd_versions()

@@ -242,11 +242,14 @@ def cluster(
 
 
 @contextlib.contextmanager
-def own_world(name: str, pytestconfig: pytest.Config, cache: Path) -> Iterator[Cluster]:
-    """A world.py cluster of this session's own, ``name``, removed afterwards."""
+def own_world(
+    name: str, pytestconfig: pytest.Config, cache: Path, *up_args: str
+) -> Iterator[Cluster]:
+    """A world.py cluster of this session's own, ``name``, removed afterwards (``up_args``:
+    more arguments of ``world.py up``, e.g. ``--audit``)."""
     bindir = _bindir(pytestconfig)
     code, out, err = _run_streaming(
-        [sys.executable, str(WORLD), "up", "--name", name], pytestconfig
+        [sys.executable, str(WORLD), "up", "--name", name, *up_args], pytestconfig
     )
     lines = out.strip().splitlines()
     if code != 0 or not lines or not lines[-1].startswith("export KUBECONFIG="):
