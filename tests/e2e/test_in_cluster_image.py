@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from tests.e2e.addon import ADDON_APP, ADDON_DIR, CONTROLLER
 from tests.e2e.kit import Example, Release, timeline
 from tests.support.cluster import REPO, Cluster, own_world
 from tests.support.controller import free_port
+from tests.support.image import build_image
 from vela_progressive.core.status import StepState
 from vela_progressive.shell.kube import Kube
 
@@ -66,17 +66,7 @@ def incluster_world(
 
 def built_image() -> dict[str, Any]:
     """``make image`` (hack/image/build.py build into dist/image; cached, seconds when warm)."""
-    done = subprocess.run(
-        [sys.executable, str(REPO / "hack/image/build.py"), "build", "--out", str(IMAGE_OUT)],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"hack/image/build.py build failed:\n{done.stderr[-4000:]}", pytrace=False)
-    report: dict[str, Any] = json.loads((IMAGE_OUT / "build.json").read_text())
-    return report
+    return build_image(IMAGE_OUT).report
 
 
 def enable_addon(cluster: Cluster, webhook_url: str) -> None:
