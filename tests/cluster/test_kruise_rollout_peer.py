@@ -119,12 +119,7 @@ class Watch:
 
 
 def test_partition_release_goes_through_every_step(world: Cluster, tmp_path: Path) -> None:
-    world.kubectl("create", "namespace", NAMESPACE)
-    world.wait_for(
-        lambda: world.kubectl("get", "sa", "default", "-n", NAMESPACE, check=False).returncode == 0,
-        60,
-        "the namespace's default ServiceAccount",
-    )
+    world.create_namespace(NAMESPACE)
     world.apply_yaml(yaml.safe_dump(deployment("demo/web:v1")))
     world.wait_for(
         lambda: world.get("deployment", "web", "-n", NAMESPACE)["status"].get("readyReplicas")
@@ -270,15 +265,7 @@ def test_canary_release_moves_nginx_weights(world: Cluster, tmp_path: Path) -> N
     """The canary style: an extra canary Deployment and a canary Ingress whose weight Kruise
     Rollout sets through its Lua script (lua_configuration/trafficrouting_ingress/nginx.lua,
     which world.py copies into its working directory)."""
-    world.kubectl("create", "namespace", CANARY_NAMESPACE)
-    world.wait_for(
-        lambda: world.kubectl(
-            "get", "sa", "default", "-n", CANARY_NAMESPACE, check=False
-        ).returncode
-        == 0,
-        60,
-        "the namespace's default ServiceAccount",
-    )
+    world.create_namespace(CANARY_NAMESPACE)
     web = deployment("demo/web:v1", CANARY_NAMESPACE)
     world.apply_yaml(yaml.safe_dump_all([web, *service_and_ingress()]))
     world.wait_for(

@@ -25,8 +25,8 @@ ADOPTABLE = (
 )
 
 
-def built_and_enabled(cluster: Cluster) -> Addon:
-    """``make addon`` (hack/build_addon.py), then ``vela addon enable`` of what it built."""
+def build() -> None:
+    """``make addon`` (hack/build_addon.py) into ``ADDON_DIR``."""
     built = subprocess.run(
         [sys.executable, str(REPO / "hack" / "build_addon.py")],
         capture_output=True,
@@ -35,6 +35,11 @@ def built_and_enabled(cluster: Cluster) -> Addon:
     )
     if built.returncode != 0 or not ADDON_DIR.exists():
         pytest.fail(f"make addon failed:\n{built.stdout}{built.stderr}", pytrace=False)
+
+
+def built_and_enabled(cluster: Cluster) -> Addon:
+    """``make addon``, then ``vela addon enable`` of what it built."""
+    build()
     installed = Addon(cluster)
     installed.enable()
     return installed

@@ -24,12 +24,7 @@ from vela_progressive.shell.kube import Kube
 
 @pytest.fixture(scope="session")
 def addon(cluster: Cluster, controller: Controller) -> Addon:
-    installed = built_and_enabled(cluster)
-    # The controller authenticates as the addon's ServiceAccount, made before the addon was
-    # enabled: should KubeVela have created it anew, the controller's token is void.
-    if controller.reauthenticate_if_recreated():
-        print("addon: its ServiceAccount was created anew; the controller has a new token")
-    return installed
+    return built_and_enabled(cluster)
 
 
 @pytest.fixture

@@ -35,9 +35,10 @@ import pytest
 import yaml
 
 from tests.e2e.addon import ADDON_APP, ADDON_DIR, CONTROLLER
+from tests.e2e.addon import build as build_addon
 from tests.e2e.kit import Example, Release, timeline
 from tests.support.cluster import REPO, Cluster, own_world
-from tests.support.controller import free_port
+from tests.support.controller import free_port, terminate
 from tests.support.image import build_image
 from vela_progressive.core.status import StepState
 from vela_progressive.shell.kube import Kube
@@ -70,14 +71,7 @@ def built_image() -> dict[str, Any]:
 
 
 def enable_addon(cluster: Cluster, webhook_url: str) -> None:
-    built = subprocess.run(
-        [sys.executable, str(REPO / "hack" / "build_addon.py")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if built.returncode != 0:
-        pytest.fail(f"make addon failed:\n{built.stdout}{built.stderr}", pytrace=False)
+    build_addon()
     # The defaults (inCluster=true) and where the API server reaches the webhook.
     done = cluster.vela(
         "addon", "enable", str(ADDON_DIR), f"webhookURL={webhook_url}", input="", check=False
@@ -204,12 +198,7 @@ def run_image(
         try:
             yield ctl
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            terminate(proc, 30)
             print(f"image controller log ({log}):\n{ctl.tail(30)}")
 
 
@@ -263,7 +252,7 @@ async def test_one_release_through_the_image_controller_installed_in_cluster(
         )
         calls_before = webhook_calls(cluster, hold_deployments)
         namespace = f"t-incluster-{os.getpid()}"
-        cluster.kubectl("create", "namespace", namespace)
+        cluster.create_namespace(namespace)
         kube = await Kube.connect(str(cluster.kubeconfig))
         try:
             rel = Release(cluster, kube, namespace, Example.named("05-manual-approval"))

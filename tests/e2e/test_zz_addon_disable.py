@@ -98,7 +98,7 @@ def apps_using_the_trait(cluster: Cluster) -> list[str]:
     ]
 
 
-def restore(cluster: Cluster, addon: Addon, controller: Controller) -> None:
+def restore(addon: Addon, controller: Controller) -> None:
     """Enable the addon again; a controller that authenticates as the addon's ServiceAccount
     (recreated, so its old token is void) gets a new token and a restart."""
     addon.enable()
@@ -111,7 +111,7 @@ async def test_disable_is_refused_while_an_application_uses_the_trait_then_remov
     try:
         await _disable(cluster, release_of, addon)
     finally:
-        restore(cluster, addon, controller)
+        restore(addon, controller)
 
 
 async def _disable(cluster: Cluster, release_of: Callable[[str], Release], addon: Addon) -> None:

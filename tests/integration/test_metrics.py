@@ -150,13 +150,7 @@ async def releases(
     cluster: Cluster, controller: Controller, prometheus: Prometheus
 ) -> AsyncIterator[Released]:
     namespace = f"t-metrics-{os.getpid()}-{int(time.time()) % 100000}"
-    cluster.kubectl("create", "namespace", namespace)
-    cluster.wait_for(
-        lambda: cluster.kubectl("get", "sa", "default", "-n", namespace, check=False).returncode
-        == 0,
-        60,
-        f"ServiceAccount default in {namespace}",
-    )
+    cluster.create_namespace(namespace)
     kube = await Kube.connect(str(cluster.kubeconfig))
     started = time.monotonic()
     try:

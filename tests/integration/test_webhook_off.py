@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.controller import Controller, free_port
+from tests.support.controller import Controller, free_port, terminate
 
 pytestmark = pytest.mark.integration
 
@@ -52,8 +52,4 @@ def test_the_controller_starts_and_stays_up_with_the_webhook_off(controller: Con
         time.sleep(3)
         assert proc.poll() is None, f"the controller exited after start:\n{tail}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        terminate(proc, 20)

@@ -111,6 +111,18 @@ class Cluster:
         """``kubectl get ARGS -o yaml``, parsed."""
         return yaml.safe_load(self.kubectl("get", *args, "-o", "yaml").stdout)
 
+    def create_namespace(self, name: str) -> None:
+        """Create ``name`` and wait for its default ServiceAccount (a Pod needs it)."""
+        self.kubectl("create", "namespace", name)
+        self.wait_for(
+            lambda: self.kubectl(
+                "get", "serviceaccount", "default", "-n", name, check=False
+            ).returncode
+            == 0,
+            60,
+            f"ServiceAccount default in namespace {name}",
+        )
+
     def wait_established(self, crd: str) -> None:
         """Until the CRD is Established: ``kubectl wait`` fails outright (it does not wait)
         while a CRD just (re)created has no conditions yet, so it is retried."""
@@ -277,15 +289,7 @@ def _namespace_name(test_name: str) -> str:
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace (with its default ServiceAccount), deleted after the test."""
     name = _namespace_name(request.node.name)
-    cluster.kubectl("create", "namespace", name)
-    cluster.wait_for(
-        lambda: cluster.kubectl(
-            "get", "serviceaccount", "default", "-n", name, check=False
-        ).returncode
-        == 0,
-        60,
-        f"ServiceAccount default in namespace {name}",
-    )
+    cluster.create_namespace(name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

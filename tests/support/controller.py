@@ -121,6 +121,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited after ``grace`` seconds; reaped either way."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 class Controller:
     def __init__(self, cluster: Cluster, state: Path, kubeconfig: Path) -> None:
         self.cluster = cluster
@@ -131,8 +143,6 @@ class Controller:
         self.metrics_port = free_port()
         self.log = state / "controller.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        #: The UID of the ServiceAccount ``kubeconfig``'s token was made for.
-        self.token_uid = self.service_account_uid()
 
     def start(self) -> None:
         env = {
@@ -214,34 +224,12 @@ class Controller:
             return f"{problem}; restarted it. Its log before the restart:\n{tail}"
         return None
 
-    def service_account_uid(self) -> str:
-        got = self.cluster.kubectl(
-            "get",
-            "serviceaccount",
-            SERVICE_ACCOUNT[1],
-            "-n",
-            SERVICE_ACCOUNT[0],
-            "-o",
-            "jsonpath={.metadata.uid}",
-            check=False,
-        )
-        return got.stdout.strip()
-
     def restart_with_new_token(self) -> None:
         """A token is bound to its ServiceAccount's UID: one deleted and created again (addon
         disable/enable) voids it, and the controller then only hears 401."""
         self.stop()
         self.kubeconfig = controller_kubeconfig(self.cluster, self.state)
-        self.token_uid = self.service_account_uid()
         self.start()
-
-    def reauthenticate_if_recreated(self) -> bool:
-        """After ``vela addon enable``: if its ServiceAccount is not the one the token was made
-        for, restart with a new token (True)."""
-        if self.service_account_uid() == self.token_uid:
-            return False
-        self.restart_with_new_token()
-        return True
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -249,13 +237,8 @@ class Controller:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc:
+            terminate(self.proc, 20)
 
     def tail(self, lines: int = 60) -> str:
         if not self.log.exists():
