@@ -21,10 +21,18 @@ environment so the same image runs in the cluster and on a laptop:
 ``VP_WEBHOOK_FAILURE_POLICY``  ``Ignore`` (default, fail-open) or ``Fail``
 ``VP_STATE_DIR``               where webhook certificates are kept
                                (default ``~/.cache/vela-progressive/controller``)
+``VP_STATE_SECRET``            ``incluster``: the Secret (in ``VP_NAMESPACE``) every pod
+                               shares the serving certificate and stamp key through
 ``VP_METRICS_PORT``            the Prometheus endpoint ``/metrics`` (default ``8081``;
                                ``off``: none)
 ``VP_METRICS_ADDR``            its bind address: ``0.0.0.0`` with ``incluster``, else
                                ``127.0.0.1``
+``VP_SHARD``                   ``i/N``: drive only the rollouts of shard ``i`` of ``N`` (a
+                               stable hash of namespace/name; ``core.placement``)
+``VP_PEERING``                 join this Kopf peering (a ``ClusterKopfPeering``, made if
+                               missing): the oldest live replica drives, the others stand by
+``VP_PEERING_LIFETIME``        seconds a silent leader is trusted (default 15): the
+                               standby's takeover time after a crash
 =============================  ===========================================================
 """
 
@@ -36,6 +44,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +55,7 @@ from kopf import cli as kopf_cli
 
 from vela_progressive.core import identity
 from vela_progressive.core.model import API_GROUP, API_VERSION, HOLD_LABEL, PLURAL
+from vela_progressive.core.placement import Placement, PlacementError, placement_from_env
 from vela_progressive.core.release import STAMP_ANNOTATION
 from vela_progressive.core.serving import serving_hosts
 from vela_progressive.core.workloads import APP_REVISION_LABEL, hold_patch, key_of, registry
@@ -54,6 +64,7 @@ from vela_progressive.shell.events import EventSink
 from vela_progressive.shell.kube import Kube, KubeError
 from vela_progressive.shell.metrics import Metrics
 from vela_progressive.shell.reconciler import Reconciler
+from vela_progressive.shell.state import shared_state
 from vela_progressive.shell.traffic import traffic_port
 from vela_progressive.shell.workloads import CANARY_OF_LABEL
 
@@ -64,6 +75,17 @@ FAIL_OPEN = os.environ.get("VP_WEBHOOK_FAILURE_POLICY", "Ignore") != "Fail"
 METRICS_PORT = os.environ.get("VP_METRICS_PORT", "8081")
 METRICS_ADDR = os.environ.get("VP_METRICS_ADDR", "0.0.0.0" if MODE == "incluster" else "127.0.0.1")
 log = logging.getLogger("vela_progressive")
+PEERING_API = "kopf.dev/v1"
+
+
+def _load_placement() -> Placement:
+    try:
+        return placement_from_env(os.environ)
+    except PlacementError as exc:  # before Kopf starts: say what to fix, no traceback
+        sys.exit(f"vela-progressive-controller: {exc}")
+
+
+PLACEMENT = _load_placement()
 
 Key = tuple[str, str]  # (namespace, name) of a ProgressiveRollout
 
@@ -81,7 +103,11 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     )
     settings.posting.level = logging.WARNING
     settings.watching.inactivity_timeout = 70
+    settings.peering.lifetime = PLACEMENT.lifetime
+    log.info("placement: %s", PLACEMENT.describe())
     kube = await Kube.connect()
+    if PLACEMENT.peering:
+        await _ensure_peering(kube, PLACEMENT.peering)
     memo.kube = kube
     memo.metrics = Metrics()
     memo.metrics.count_api_requests(kube.requests)
@@ -108,7 +134,13 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         config = await kube.get(
             "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", WEBHOOK_CONFIG
         )
-        cert = ensure_serving_cert(state / "certs", serving_hosts(namespace, config))
+        hosts = serving_hosts(namespace, config)
+        secret = os.environ.get("VP_STATE_SECRET")
+        if secret:
+            cert, memo.stamp_key = await shared_state(kube, namespace, secret, state, hosts)
+            memo.reconciler.stamp_key = memo.stamp_key
+        else:
+            cert = ensure_serving_cert(state / "certs", hosts)
         settings.admission.server = kopf.WebhookServer(
             addr=os.environ.get("VP_WEBHOOK_ADDR", "0.0.0.0"),
             port=int(os.environ.get("VP_WEBHOOK_PORT", "9443")),
@@ -141,6 +173,25 @@ async def _patch_ca_bundle(kube: Kube, config: dict[str, Any] | None, ca: bytes)
     await kube.replace(config)
 
 
+async def _ensure_peering(kube: Kube, name: str) -> None:
+    """Kopf only patches its peering object: one missing would let every replica drive."""
+    try:
+        await kube.create(
+            {"apiVersion": PEERING_API, "kind": "ClusterKopfPeering", "metadata": {"name": name}}
+        )
+    except KubeError as exc:
+        if exc.status != 409:  # 409: it exists, as it should after the first replica
+            raise kopf.PermanentError(
+                f"cannot make the ClusterKopfPeering {name} ({exc}): install the addon's CRDs "
+                "and RBAC (clusterkopfpeerings), or unset VP_PEERING to run a single replica"
+            ) from exc
+
+
+def _owned(namespace: str | None, name: str, **_: Any) -> bool:
+    """Whether this replica's shard drives the rollout (every rollout without shards)."""
+    return PLACEMENT.owns(namespace or "", name)
+
+
 @kopf.on.probe(id="apiRequests")
 def api_requests(memo: Any, **_: Any) -> dict[str, int]:
     """API requests made by the controller's own client, by verb (``--liveness`` endpoint)."""
@@ -155,7 +206,7 @@ async def close(memo: Any, **_: Any) -> None:
 
 
 # ---------------------------------------------------------------- the release loop, one per CR
-@kopf.daemon(API_GROUP, API_VERSION, PLURAL, cancellation_timeout=10)
+@kopf.daemon(API_GROUP, API_VERSION, PLURAL, cancellation_timeout=10, when=_owned)
 async def drive(
     name: str, namespace: str | None, stopped: kopf.DaemonStopped, memo: Any, **_: Any
 ) -> None:
@@ -252,7 +303,7 @@ for _group, _version, _plural in registry.companions():
     )
 
 
-@kopf.on.delete(API_GROUP, API_VERSION, PLURAL)
+@kopf.on.delete(API_GROUP, API_VERSION, PLURAL, when=_owned)
 async def released(body: kopf.Body, memo: Any, **_: Any) -> None:
     if not await memo.reconciler.release(dict(body)):
         raise kopf.TemporaryError("handing the workload back to its controller", delay=2)
@@ -320,7 +371,8 @@ if MODE != "off":
 
 
 def main() -> None:
-    """Console entry point: ``kopf run`` this module, all namespaces."""
-    args = ["run", "--all-namespaces", "--standalone", "-m", __name__, *sys.argv[1:]]
+    """Console entry point: ``kopf run`` this module, all namespaces, alone or in a peering."""
+    placement = PLACEMENT.kopf_args(time.time_ns() // 1_000_000)
+    args = ["run", "--all-namespaces", *placement, "-m", __name__, *sys.argv[1:]]
     sys.argv = ["kopf", *args]
     kopf_cli.main()

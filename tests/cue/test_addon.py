@@ -150,6 +150,7 @@ LOCAL = {
         ("default", {}),
         ("local-controller", LOCAL),
         ("namespace", {"namespace": "progressive"}),
+        ("standby-and-shards", {"replicas": 2, "shards": 2, "takeoverSeconds": 20}),
     ],
 )
 def test_the_addon_application_renders_like_the_golden(
@@ -367,6 +368,69 @@ def test_rbac_grants_only_what_the_controller_uses(
     assert {r for _, r in granted}.isdisjoint({"secrets", "configmaps", "nodes", "namespaces"})
     (webhook_rule,) = [r for r in rules if "mutatingwebhookconfigurations" in r["resources"]]
     assert webhook_rule["resourceNames"] == ["vela-progressive-hold"]
+    # one Secret, by name, in the addon's namespace: the state every pod shares
+    role = _object(app, "Role", "vela-progressive-controller-state")
+    assert role["metadata"]["namespace"] == "vela-system"
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["vela-progressive-controller-state"],
+            "verbs": ["get", "update"],
+        },
+    ]
+
+
+def _env(deployment: dict[str, Any]) -> dict[str, str | None]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def test_standbys_join_one_peering_per_shard_and_every_pod_serves_the_webhook(
+    vela: Vela, probes: Path, tmp_path: Path
+) -> None:
+    _, app, _ = _addon(vela, probes, tmp_path, {"replicas": 2, "shards": 3})
+    objects = _component_objects(app)
+    deployments = [o for o in objects["vela-progressive-controller"] if o["kind"] == "Deployment"]
+    assert [d["metadata"]["name"] for d in deployments] == [
+        f"vela-progressive-controller-{i}" for i in range(3)
+    ]
+    for i, deployment in enumerate(deployments):
+        env = _env(deployment)
+        assert env["VP_SHARD"] == f"{i}/3"
+        assert env["VP_PEERING"] == "vela-progressive"  # the controller adds -shard-<i>
+        assert env["VP_PEERING_LIFETIME"] == "15"
+        assert env["VP_STATE_SECRET"] == "vela-progressive-controller-state"
+        assert deployment["spec"]["replicas"] == 2
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector["rollout.vela-progressive.io/shard"] == str(i)
+        assert deployment["spec"]["template"]["metadata"]["labels"].items() >= selector.items()
+    # the webhook Service selects every pod of every shard
+    service = _object(app, "Service")
+    assert "rollout.vela-progressive.io/shard" not in service["spec"]["selector"]
+    crd = _object(app, "CustomResourceDefinition", "clusterkopfpeerings.kopf.dev")
+    assert crd["spec"]["scope"] == "Cluster"
+    assert "subresources" not in crd["spec"]["versions"][0]  # Kopf patches .status directly
+    rules = _object(app, "ClusterRole", "vela-progressive-controller-peering")["rules"]
+    assert rules == [
+        {
+            "apiGroups": ["kopf.dev"],
+            "resources": ["clusterkopfpeerings"],
+            "verbs": ["get", "list", "watch", "create", "patch"],
+        }
+    ]
+
+
+def test_one_replica_has_no_peering_and_one_shard_keeps_its_deployment_name(
+    vela: Vela, probes: Path, tmp_path: Path
+) -> None:
+    _, app, _ = _addon(vela, probes, tmp_path, {})
+    assert "vela-progressive-peering" not in _component_objects(app)
+    deployment = _object(app, "Deployment")
+    assert deployment["metadata"]["name"] == "vela-progressive-controller"
+    assert not {"VP_SHARD", "VP_PEERING"} & set(_env(deployment))
+    assert "rollout.vela-progressive.io/shard" not in deployment["spec"]["selector"]["matchLabels"]
 
 
 def test_the_resource_tree_puts_canary_objects_under_the_rollout(
@@ -385,7 +449,9 @@ def test_the_resource_tree_puts_canary_objects_under_the_rollout(
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        ({"replicas": 2}, "parameter.replicas"),
+        ({"replicas": 6}, "parameter.replicas"),
+        ({"shards": 0}, "parameter.shards"),
+        ({"takeoverSeconds": 5}, "parameter.takeoverSeconds"),
         ({"webhookFailurePolicy": "Sometimes"}, "parameter.webhookFailurePolicy"),
         ({"webhookURL": "http://127.0.0.1:9443"}, "parameter.webhookURL"),
         ({"imagePullPolicy": "always"}, "parameter.imagePullPolicy"),
@@ -432,6 +498,7 @@ def test_make_addon_assembles_the_directory_vela_reads(tmp_path: Path) -> None:
         "resources/crd.yaml",
         "resources/dashboard.cue",
         "resources/names.cue",
+        "resources/peering.cue",
         "resources/rbac.cue",
         "resources/webhook.cue",
         "template.cue",
