@@ -52,8 +52,10 @@ LOCAL_MODE_RULES = [
 ]
 
 
-def rendered_objects(kinds: set[str], names: set[str]) -> list[dict[str, Any]]:
-    """Objects of the addon as vela renders it (the CUE tier's golden), by kind and name."""
+def rendered_objects(
+    kinds: set[str], names: set[str], rendered: Path = RENDERED_ADDON
+) -> list[dict[str, Any]]:
+    """Objects of the addon as vela renders it (a CUE tier golden), by kind and name."""
     found: list[dict[str, Any]] = []
 
     def walk(node: object) -> None:
@@ -67,7 +69,7 @@ def rendered_objects(kinds: set[str], names: set[str]) -> list[dict[str, Any]]:
             for value in node:
                 walk(value)
 
-    for doc in yaml.safe_load_all(RENDERED_ADDON.read_text()):
+    for doc in yaml.safe_load_all(rendered.read_text()):
         walk(doc)
     return found
 
@@ -134,8 +136,16 @@ def terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
 
 
 class Controller:
-    def __init__(self, cluster: Cluster, state: Path, kubeconfig: Path) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        state: Path,
+        kubeconfig: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.cluster = cluster
+        #: More settings, e.g. VP_SHARD or VP_PEERING for a replica of several.
+        self.extra_env = dict(env or {})
         self.state = state
         self.kubeconfig = kubeconfig
         self.port = free_port()
@@ -153,6 +163,7 @@ class Controller:
             "VP_METRICS_PORT": str(self.metrics_port),
             "VP_STATE_DIR": str(self.state),
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
         }
         if self.cluster.prometheus_url:  # the analysis' default Prometheus: the test world's
             env["VP_PROMETHEUS_ADDRESS"] = self.cluster.prometheus_url
