@@ -251,6 +251,10 @@ class Controller:
         if self.proc:
             terminate(self.proc, 20)
 
+    def logged(self, text: str) -> bool:
+        """Whether ``text`` is anywhere in this controller's log."""
+        return self.log.exists() and text in self.log.read_text(errors="replace")
+
     def tail(self, lines: int = 60) -> str:
         if not self.log.exists():
             return "(no log)"
