@@ -39,9 +39,9 @@ environment so the same image runs in the cluster and on a laptop:
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
+import math
 import os
 import sys
 import time
@@ -63,8 +63,9 @@ from vela_progressive.shell.certs import ensure_serving_cert, ensure_stamp_key
 from vela_progressive.shell.events import EventSink
 from vela_progressive.shell.kube import Kube, KubeError
 from vela_progressive.shell.metrics import Metrics
+from vela_progressive.shell.peering import ensure_peering
 from vela_progressive.shell.reconciler import Reconciler
-from vela_progressive.shell.state import shared_state
+from vela_progressive.shell.state import install_ca_bundle, shared_state
 from vela_progressive.shell.traffic import traffic_port
 from vela_progressive.shell.workloads import CANARY_OF_LABEL
 
@@ -75,7 +76,6 @@ FAIL_OPEN = os.environ.get("VP_WEBHOOK_FAILURE_POLICY", "Ignore") != "Fail"
 METRICS_PORT = os.environ.get("VP_METRICS_PORT", "8081")
 METRICS_ADDR = os.environ.get("VP_METRICS_ADDR", "0.0.0.0" if MODE == "incluster" else "127.0.0.1")
 log = logging.getLogger("vela_progressive")
-PEERING_API = "kopf.dev/v1"
 
 
 def _load_placement() -> Placement:
@@ -107,7 +107,10 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     log.info("placement: %s", PLACEMENT.describe())
     kube = await Kube.connect()
     if PLACEMENT.peering:
-        await _ensure_peering(kube, PLACEMENT.peering)
+        try:
+            await ensure_peering(kube, PLACEMENT.peering)
+        except KubeError as exc:
+            raise kopf.PermanentError(str(exc)) from exc
     memo.kube = kube
     memo.metrics = Metrics()
     memo.metrics.count_api_requests(kube.requests)
@@ -147,7 +150,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
             certfile=cert.certfile,
             pkeyfile=cert.keyfile,
         )
-        await _patch_ca_bundle(kube, config, cert.cafile.read_bytes())
+        await install_ca_bundle(kube, WEBHOOK_CONFIG, config, cert.cafile.read_bytes())
         return
     host = os.environ.get("VP_WEBHOOK_HOST", "127.0.0.1")
     port = int(os.environ.get("VP_WEBHOOK_PORT", "9443"))
@@ -161,30 +164,6 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
         pkeyfile=cert.keyfile,
     )
     settings.admission.managed = f"hold.{API_GROUP}"
-
-
-async def _patch_ca_bundle(kube: Kube, config: dict[str, Any] | None, ca: bytes) -> None:
-    if config is None:
-        log.warning("MutatingWebhookConfiguration %s not found: no hold webhook", WEBHOOK_CONFIG)
-        return
-    bundle = base64.b64encode(ca).decode()
-    for hook in config.get("webhooks", []):
-        hook.setdefault("clientConfig", {})["caBundle"] = bundle
-    await kube.replace(config)
-
-
-async def _ensure_peering(kube: Kube, name: str) -> None:
-    """Kopf only patches its peering object: one missing would let every replica drive."""
-    try:
-        await kube.create(
-            {"apiVersion": PEERING_API, "kind": "ClusterKopfPeering", "metadata": {"name": name}}
-        )
-    except KubeError as exc:
-        if exc.status != 409:  # 409: it exists, as it should after the first replica
-            raise kopf.PermanentError(
-                f"cannot make the ClusterKopfPeering {name} ({exc}): install the addon's CRDs "
-                "and RBAC (clusterkopfpeerings), or unset VP_PEERING to run a single replica"
-            ) from exc
 
 
 def _owned(namespace: str | None, name: str, **_: Any) -> bool:
@@ -250,7 +229,9 @@ async def drive(
                 await asyncio.sleep(30)
                 continue
             delay = 2.0 if outcome is None else outcome.requeue
-            if delay > 0:
+            if delay == math.inf:  # settled: a watch event wakes it, no timer
+                await wake.wait()
+            elif delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=delay)
             wake.clear()

@@ -158,3 +158,29 @@ async def test_each_shard_drives_only_its_own_rollouts(
     shard_1.start()
     await _released(releases[1], "app-v2")
     await releases[1].assert_consistent(V2, 4)
+
+
+async def test_a_standby_resumes_at_once_when_the_leader_stops_gracefully(
+    replicas: Start, kube: Kube, record_property: Callable[[str, Any], None]
+) -> None:
+    peering = f"vp-test-{uuid.uuid4().hex[:8]}"
+    # A long lifetime: only the leader's goodbye can explain a quick takeover.
+    env = {"VP_PEERING": peering, "VP_PEERING_LIFETIME": "120"}
+    leader = replicas(env)
+    standby = replicas(env)
+
+    async def leading() -> bool:
+        return leader.logged(RESUMED)
+
+    await eventually(leading, 30, "the older replica to lead")
+    stopped = time.monotonic()
+    leader.stop()  # SIGTERM: Kopf removes itself from the peering as it exits
+
+    async def resumed() -> bool:
+        return standby.logged(RESUMED)
+
+    # well within the 120 s lifetime: only the leader's goodbye can explain it
+    await eventually(resumed, 60, "the standby to resume")
+    handover = time.monotonic() - stopped
+    record_property("handover_seconds", round(handover, 1))
+    print(f"handover: the standby resumed {handover:.1f} s after the leader was stopped")

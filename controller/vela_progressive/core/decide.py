@@ -28,6 +28,7 @@ pod of the revision being aborted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -63,9 +64,13 @@ from vela_progressive.core.workloads import WorkloadView
 Obj = dict[str, Any]
 
 #: Requeue delays (seconds): act and look again now; while pods move; while waiting for people;
-#: when idle. Changes of the rollout and of its workload wake the loop at once (watch events),
-#: so the others are only the safety net of a level-based controller.
-NOW, ACTIVE, WAITING, IDLE = 0.0, 1.0, 15.0, 300.0
+#: when settled. Changes of the rollout and of its workload wake the loop at once (watch events),
+#: so ACTIVE and WAITING are only the safety net of a level-based controller. A settled rollout
+#: (released, or failed until its spec changes) has nothing that time could change: only a watch
+#: event wakes it, so thousands of idle rollouts make no API request. (Kopf's watches resume
+#: from their last resourceVersion, and a watch that expired lists again, which wakes every
+#: rollout: no change is missed.)
+NOW, ACTIVE, WAITING, IDLE = 0.0, 1.0, 15.0, math.inf
 
 
 # ---------------------------------------------------------------------------------- actions

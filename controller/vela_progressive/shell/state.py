@@ -6,7 +6,8 @@ certificate (the webhook configuration trusts one CA) and sign stamps with the s
 made by one pod is checked by the pod that drives the rollout, maybe after a takeover). The first
 pod makes them and creates the Secret; the others, and every restart, adopt it. A pod that needs
 a certificate for other hosts (a changed ``webhookURL``) makes a new one and updates the Secret;
-a concurrent writer makes its update conflict, and it adopts the winner's.
+a concurrent writer makes its update conflict, and it adopts the winner's. The CA goes into the
+addon's webhook configuration (``install_ca_bundle``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from __future__ import annotations
 import base64
 import logging
 from pathlib import Path
+from typing import Any
 
 from vela_progressive.shell.certs import ServingCert, ensure_serving_cert, ensure_stamp_key
 from vela_progressive.shell.kube import Kube, KubeError
 
 log = logging.getLogger(__name__)
+Obj = dict[str, Any]
 #: Secret key -> file under the state directory.
 FILES = {
     "ca.crt": "certs/ca.crt",
@@ -83,3 +86,29 @@ async def shared_state(
             if exc.status != 409:  # 409: another pod wrote it first: adopt theirs
                 raise
     raise KubeError(409, "Conflict", f"Secret {namespace}/{name} kept changing; restart the pod")
+
+
+async def install_ca_bundle(kube: Kube, name: str, config: Obj | None, ca: bytes) -> None:
+    """Put the shared CA into every webhook of the configuration ``name`` (read as ``config``).
+    Pods starting together write the same bundle: nothing to do when it is there already, and
+    a conflicting write is read again and retried."""
+    bundle = base64.b64encode(ca).decode()
+    for _ in range(ATTEMPTS):
+        if config is None:
+            log.warning("MutatingWebhookConfiguration %s not found: no hold webhook", name)
+            return
+        hooks = config.get("webhooks") or []
+        if all((h.get("clientConfig") or {}).get("caBundle") == bundle for h in hooks):
+            return
+        for hook in hooks:
+            hook.setdefault("clientConfig", {})["caBundle"] = bundle
+        try:
+            await kube.replace(config)
+            return
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+        config = await kube.get(
+            "admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", name
+        )
+    raise KubeError(409, "Conflict", f"MutatingWebhookConfiguration {name} kept changing")
