@@ -449,7 +449,7 @@ def test_the_resource_tree_puts_canary_objects_under_the_rollout(
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        ({"replicas": 6}, "parameter.replicas"),
+        ({"replicas": 4}, "parameter.replicas"),
         ({"shards": 0}, "parameter.shards"),
         ({"takeoverSeconds": 5}, "parameter.takeoverSeconds"),
         ({"webhookFailurePolicy": "Sometimes"}, "parameter.webhookFailurePolicy"),

@@ -50,6 +50,7 @@ import sandbox
 pytestmark = [pytest.mark.e2e]
 
 NAMESPACE = "vela-system"
+STATE_SECRET = "vela-progressive-controller-state"
 HOLD_CONFIG = "vela-progressive-hold"
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 IMAGE_OUT = REPO / "dist" / "image"
@@ -246,6 +247,11 @@ async def test_one_release_through_the_image_controller_installed_in_cluster(
         status, metrics = get(f"http://127.0.0.1:{ctl.metrics_port}/metrics")
         assert status == 200, status
         assert "vela_progressive" in metrics, metrics[:500]
+        # Every pod shares one serving certificate and stamp key through the state Secret:
+        # the CA the webhooks trust is the Secret's.
+        state = cluster.get("secret", STATE_SECRET, "-n", NAMESPACE)
+        assert sorted(state["data"]) == ["ca.crt", "hosts", "stamp.key", "tls.crt", "tls.key"]
+        assert {w["clientConfig"]["caBundle"] for w in ready} == {state["data"]["ca.crt"]}
 
         hold_deployments = next(
             w["name"] for w in ready if "/hold-deployments" in w["clientConfig"]["url"]
