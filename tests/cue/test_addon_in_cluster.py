@@ -82,3 +82,20 @@ def test_a_local_controller_addon_has_no_deployment(cluster: Cluster, addon: Pat
     (webhook,) = [c for c in app["spec"]["components"] if c["name"] == "vela-progressive-webhook"]
     config = webhook["properties"]["objects"][0]["webhooks"][0]["clientConfig"]
     assert config == {"url": "https://127.0.0.1:9443/hold-deployments", "caBundle": "Q0EK"}
+
+
+def test_standbys_and_shards_render_through_vela_addon_enable(
+    cluster: Cluster, addon: Path
+) -> None:
+    docs = _enable_dry_run(cluster, addon, "replicas=2", "shards=2", "takeoverSeconds=30")
+    (app,) = [d for d in docs if d["kind"] == "Application"]
+    components = {c["name"]: c["properties"]["objects"] for c in app["spec"]["components"]}
+    deployments = [
+        o for o in components["vela-progressive-controller"] if o["kind"] == "Deployment"
+    ]
+    assert [(d["metadata"]["name"], d["spec"]["replicas"]) for d in deployments] == [
+        ("vela-progressive-controller-0", 2),
+        ("vela-progressive-controller-1", 2),
+    ]
+    kinds = [o["kind"] for o in components["vela-progressive-peering"]]
+    assert kinds == ["CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"]
