@@ -65,6 +65,7 @@ from vela_progressive.shell.kube import Kube, KubeError
 from vela_progressive.shell.metrics import Metrics
 from vela_progressive.shell.peering import ensure_peering
 from vela_progressive.shell.reconciler import Reconciler
+from vela_progressive.shell.rollouts import RolloutReader
 from vela_progressive.shell.state import install_ca_bundle, shared_state
 from vela_progressive.shell.traffic import traffic_port
 from vela_progressive.shell.workloads import CANARY_OF_LABEL
@@ -187,19 +188,24 @@ async def close(memo: Any, **_: Any) -> None:
 # ---------------------------------------------------------------- the release loop, one per CR
 @kopf.daemon(API_GROUP, API_VERSION, PLURAL, cancellation_timeout=10, when=_owned)
 async def drive(
-    name: str, namespace: str | None, stopped: kopf.DaemonStopped, memo: Any, **_: Any
+    name: str,
+    namespace: str | None,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    memo: Any,
+    **_: Any,
 ) -> None:
     assert namespace is not None, "ProgressiveRollout is namespaced"
     wake: asyncio.Event = memo.wakeups.setdefault((namespace, name), asyncio.Event())
     kube: Kube = memo.kube
     metrics: Metrics = memo.metrics
+    reconciler: Reconciler = memo.reconciler
+    reader = RolloutReader(kube, namespace, name)
     with metrics.release_loop(namespace, name):
         while not stopped:
             try:
                 with metrics.reconciling(KubeError):
-                    cr = await kube.get(
-                        f"{API_GROUP}/{API_VERSION}", "ProgressiveRollout", name, namespace
-                    )
+                    cr = await reader.read(body)  # from memory while the watch shows no change
                     if cr is None:
                         # Deleted (Kopf then stops this daemon), or an API server that has just
                         # restarted and does not serve the path yet: returning would end the
@@ -207,25 +213,32 @@ async def drive(
                         raise KubeError(404, "NotFound", "the rollout is not served (yet)")
                     if cr["metadata"].get("deletionTimestamp"):
                         return
-                    outcome = await memo.reconciler.reconcile(cr)
+                    writes = reconciler.writes[namespace, name]
+                    outcome = await reconciler.reconcile(cr)
                     if outcome.changed:
-                        await kube.patch(
-                            f"{API_GROUP}/{API_VERSION}",
-                            "ProgressiveRollout",
-                            name,
-                            namespace,
-                            {"status": outcome.status},
-                            subresource="status",
+                        reader.remember(
+                            await kube.patch(
+                                f"{API_GROUP}/{API_VERSION}",
+                                "ProgressiveRollout",
+                                name,
+                                namespace,
+                                {"status": outcome.status},
+                                subresource="status",
+                            )
                         )
+                    elif reconciler.writes[namespace, name] != writes:
+                        reader.forget()  # the pass wrote the rollout: read it next time
                     if outcome.subject is not None:
                         metrics.record(outcome.subject, outcome.status["phase"], outcome.signals)
                     # The status records the pass: its Events may go.
-                    await memo.reconciler.announce(cr, outcome.events)
+                    await reconciler.announce(cr, outcome.events)
             except KubeError as exc:  # conflicts, an API server restarting: try again shortly
                 log.info("reconcile %s/%s: %s (retrying)", namespace, name, exc)
+                reader.forget()  # it may have written the rollout before it failed
                 outcome = None
             except Exception:  # a bug must not stop every other release: log it, retry later
                 log.exception("reconcile %s/%s failed (retrying in 30s)", namespace, name)
+                reader.forget()
                 await asyncio.sleep(30)
                 continue
             delay = 2.0 if outcome is None else outcome.requeue

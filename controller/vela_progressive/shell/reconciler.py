@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -147,6 +147,9 @@ class Reconciler:
     _strategies: OrderedDict[tuple[str, int | None], tuple[Strategy | None, str, str | None]] = (
         field(default_factory=OrderedDict)
     )
+    #: Writes of each rollout (namespace, name) made by its passes: the release loop reads the
+    #: rollout again after a pass that wrote it (``shell.rollouts``).
+    writes: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     # ------------------------------------------------------------------ entry points
     async def reconcile(self, cr: Obj) -> Outcome:
@@ -263,6 +266,7 @@ class Reconciler:
 
     async def _write_status(self, cr: Obj, status: RolloutStatus) -> None:
         meta = cr["metadata"]
+        self.writes[meta["namespace"], meta["name"]] += 1
         written = await self.kube.patch(
             cr["apiVersion"],
             cr["kind"],
@@ -429,6 +433,7 @@ class Reconciler:
         meta = cr["metadata"]
         spent = spent_operations(meta.get("annotations") or {})
         if spent:
+            self.writes[meta["namespace"], meta["name"]] += 1
             patch: Obj = {"annotations": spent}
             if meta.get("resourceVersion"):  # an operation written since the read: a conflict
                 patch["resourceVersion"] = meta["resourceVersion"]

@@ -1,0 +1,92 @@
+"""A release loop reads its rollout from memory while the watch shows it unchanged
+(shell.rollouts), and from the API server otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from vela_progressive.shell.rollouts import RolloutReader
+
+Obj = dict[str, Any]
+
+
+class Server:
+    def __init__(self) -> None:
+        self.version = 1
+        self.gets = 0
+
+    def obj(self) -> Obj:
+        return {"metadata": {"name": "web", "resourceVersion": str(self.version)}, "status": {}}
+
+    async def get(self, api: str, kind: str, name: str, namespace: str | None = None) -> Obj:
+        self.gets += 1
+        return self.obj()
+
+
+def _reader(server: Server) -> RolloutReader:
+    return RolloutReader(server, "ns", "web")  # type: ignore[arg-type]
+
+
+def test_a_pass_woken_by_the_workload_reuses_the_rollout_it_read_last() -> None:
+    server = Server()
+    reader = _reader(server)
+    live = server.obj()
+    asyncio.run(reader.read(live))
+    asyncio.run(reader.read(live))
+    asyncio.run(reader.read(live))
+    assert server.gets == 1
+    assert (reader.fetched, reader.reused) == (1, 2)
+
+
+def test_a_changed_rollout_is_read_again() -> None:
+    server = Server()
+    reader = _reader(server)
+    asyncio.run(reader.read(server.obj()))
+    server.version = 2  # someone approved a step: the watch shows the new version
+    got = asyncio.run(reader.read(server.obj()))
+    assert got is not None
+    assert got["metadata"]["resourceVersion"] == "2"
+    assert server.gets == 2
+
+
+def test_the_answer_to_the_status_write_is_what_the_next_pass_starts_from() -> None:
+    server = Server()
+    reader = _reader(server)
+    asyncio.run(reader.read(server.obj()))
+    server.version = 2
+    reader.remember({**server.obj(), "status": {"phase": "Progressing"}})
+    got = asyncio.run(reader.read(server.obj()))  # the watch caught up with the write
+    assert got is not None
+    assert got["status"] == {"phase": "Progressing"}
+    assert server.gets == 1
+
+
+def test_after_a_pass_that_wrote_the_rollout_itself_it_is_read_again() -> None:
+    server = Server()
+    reader = _reader(server)
+    live = server.obj()
+    asyncio.run(reader.read(live))
+    reader.forget()  # a write the loop has no answer for; the watch may still show the old one
+    asyncio.run(reader.read(live))
+    assert server.gets == 2
+
+
+def test_without_a_live_view_it_always_asks_the_server() -> None:
+    server = Server()
+    reader = _reader(server)
+    asyncio.run(reader.read(None))
+    asyncio.run(reader.read(None))
+    assert server.gets == 2
+
+
+def test_a_pass_cannot_change_what_the_next_pass_reads() -> None:
+    server = Server()
+    reader = _reader(server)
+    live = server.obj()
+    first = asyncio.run(reader.read(live))
+    assert first is not None
+    first["metadata"]["resourceVersion"] = "99"  # the reconciler moves it after its writes
+    first["status"]["phase"] = "Changed"
+    again = asyncio.run(reader.read(live))
+    assert again == server.obj()
