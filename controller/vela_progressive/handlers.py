@@ -27,6 +27,8 @@ environment so the same image runs in the cluster and on a laptop:
                                ``off``: none)
 ``VP_METRICS_ADDR``            its bind address: ``0.0.0.0`` with ``incluster``, else
                                ``127.0.0.1``
+``VP_COALESCE_MS``             a woken release loop waits this long for more watch events
+                               (default 50): one pass per burst of status writes
 ``VP_SHARD``                   ``i/N``: drive only the rollouts of shard ``i`` of ``N`` (a
                                stable hash of namespace/name; ``core.placement``)
 ``VP_PEERING``                 join this Kopf peering (a ``ClusterKopfPeering``, made if
@@ -75,6 +77,8 @@ WEBHOOK_CONFIG = "vela-progressive-hold"
 MODE = os.environ.get("VP_WEBHOOK_MODE", "local")
 FAIL_OPEN = os.environ.get("VP_WEBHOOK_FAILURE_POLICY", "Ignore") != "Fail"
 METRICS_PORT = os.environ.get("VP_METRICS_PORT", "8081")
+#: Seconds a woken release loop waits for more watch events before its pass (VP_COALESCE_MS).
+COALESCE = float(os.environ.get("VP_COALESCE_MS", "50")) / 1000
 METRICS_ADDR = os.environ.get("VP_METRICS_ADDR", "0.0.0.0" if MODE == "incluster" else "127.0.0.1")
 log = logging.getLogger("vela_progressive")
 
@@ -247,6 +251,10 @@ async def drive(
             elif delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=delay)
+            if wake.is_set() and COALESCE > 0:
+                # Pods becoming Ready one by one change the workload's status several times in
+                # a few milliseconds: one pass for the burst, not one per status write.
+                await asyncio.sleep(COALESCE)
             wake.clear()
 
 
