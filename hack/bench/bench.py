@@ -1,7 +1,7 @@
 """`make bench`: our controller and Kruise Rollout, side by side on one world (issue 13).
 
     .venv/bin/python hack/bench/bench.py [--world NAME] [--releases 5] [--scale "1 100 500 1000"]
-        [--kruise-scale "1 100"] [--idle 10000] [--restart 1000] [--restart-wait 120]
+        [--kruise-scale "1 100"] [--idle 10000] [--restart 1000] [--restart-wait 180]
         [--docs docs/benchmarks.md | --no-docs]
 
 Without --world it starts a world of its own (`world.py up --audit --name bench-<pid>`, then
@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,6 +205,14 @@ class Bench:
     #: For the last line.
     summary: dict[str, float] = field(default_factory=dict)
     namespaces: list[str] = field(default_factory=list)
+    #: Called with the sections so far after each part.
+    written: Callable[[list[str]], None] = lambda _: None
+
+    def add(self, section: str) -> None:
+        """A part's section: on stderr at once, and into the docs (a run cut short keeps it)."""
+        self.sections.append(section)
+        print(section, file=sys.stderr, flush=True)
+        self.written(self.sections)
 
     def pid(self, side: str) -> int:
         return self.sampler.pids[side]
@@ -243,7 +251,8 @@ class Bench:
                     self.namespaces.append(ns)
                     release = describe("web", ns)
                     one = Fleet(self.kube, self.observer, side, [release])
-                    await one.prepare(within=180)
+                    if (await one.prepare(within=180))[1]:
+                        continue
                     await asyncio.sleep(1)
                     proc = Proc(self.pid(side))
                     proc.begin()
@@ -316,7 +325,7 @@ class Bench:
             bench_stats.percentile(all_lat[OURS], 50), bench_stats.percentile(all_lat[KRUISE], 50)
         )
         self.summary["request_ratio"] = ratio_value(median(all_req[OURS]), median(all_req[KRUISE]))
-        self.sections.append(
+        self.add(
             f"### Side by side ({n} releases of each style per controller, alternating; "
             f"load {self.sampler.load_text})\n\n" + "\n".join(rows) + "\n"
         )
@@ -336,7 +345,7 @@ class Bench:
                 row = await self.scale_one(size, side, within)
                 rows.append(row)
                 self.sections_partial("scale", rows)
-        self.sections.append(
+        self.add(
             "### Releases in flight at once (2 replicas each, partition style, steps 50/100%, "
             "no waits)\n\n" + "\n".join(rows) + "\n"
         )
@@ -356,7 +365,9 @@ class Bench:
         self.namespaces += sorted({r.namespace for r in releases})
         group = Fleet(self.kube, self.observer, side, releases)
         say(f"{side}: {size} releases: creating")
-        took = await group.prepare(within=max(300, size * 2.0))
+        took, unready = await group.prepare(within=max(300, size * 2.0))
+        if unready:
+            return f"| {size} | {side} | {unready} of {size} never ready for a release |"
         say(f"{side}: {size} releases ready in {took:.1f} s; releasing all at once")
         await asyncio.sleep(2)
         proc = Proc(self.pid(side))
@@ -376,7 +387,7 @@ class Bench:
         finish = max((t.done for t in done if t.done), default=math.nan) - t0
         total = sum(verbs.values())
         rss = self.sampler.rss_mib(side)
-        if side == OURS and size == max(self.summary.get("size", 0), size):
+        if side == OURS and not left and size >= self.summary.get("size", 0):
             self.summary.update(size=size, finish=finish, rss=rss)
         say(
             f"{side}: {size} releases: {len(done)} done in {finish:.1f} s (triggered in "
@@ -438,8 +449,8 @@ class Bench:
                 continue
             moved.append(after[0][0] - killed)
             started = [s[0] for s in t.steps if s[1:] == (1, "Waiting")]
-            if started:
-                late.append(after[0][0] - max(up, started[0] + wait))
+            if started:  # 0: on time (the wait counts from the step's start, seen earlier)
+                late.append(max(0.0, after[0][0] - max(up, started[0] + wait)))
         problems = await self.timeline_problems(releases)
         rows = [
             "| measure | value |",
@@ -458,7 +469,7 @@ class Bench:
             + (f": {problems[:3]}" if problems else "")
             + " |",
         ]
-        self.sections.append(
+        self.add(
             f"### Restart under load (load {self.sampler.load_text})\n\n" + "\n".join(rows) + "\n"
         )
         await self.clean()
@@ -474,7 +485,7 @@ class Bench:
         return problems
 
     # -------------------------------------------------------------------------- 4: idle
-    async def idle(self, count: int, clean: bool) -> None:
+    async def idle(self, count: int, within: float, clean: bool) -> None:
         self.fresh_controller()
         releases = [
             peer_release.Release(f"i{i:05d}", f"{PREFIX}idle-{i // PER_NAMESPACE}", 1, (100,))
@@ -484,8 +495,9 @@ class Bench:
         group = Fleet(self.kube, self.observer, OURS, releases)
         self.sampler.reset()
         say(f"idle: creating {count} rollouts")
-        took = await group.prepare(within=max(600, count * 1.0))
-        say(f"idle: {count} rollouts Healthy in {took:.1f} s; 30 s idle, then 60 s counted")
+        took, unready = await group.prepare(within=within)
+        healthy = f"{count - unready} of {count}" if unready else f"{count}"
+        say(f"idle: {healthy} rollouts Healthy in {took:.1f} s; 30 s idle, then 60 s counted")
         await asyncio.sleep(30)
         rss = fleet.proc_memory_kib(self.pid(OURS), "VmRSS") / 1024
         offset, since = self.audit.mark(), fleet.now_utc()
@@ -494,13 +506,13 @@ class Bench:
         rows = [
             "| measure | value |",
             "|---|---|",
-            f"| {count} rollouts created and Healthy | {took:.1f} s |",
+            f"| {count} rollouts created, {healthy} Healthy | {took:.1f} s |",
             f"| controller RSS after 30 s idle (peak while creating) | {rss:.0f} MiB "
             f"({self.sampler.rss_mib(OURS):.0f} MiB) |",
             f"| API requests per minute while idle | {sum(verbs.values())} "
             f"({by_verb([verbs]) or 'none'}) |",
         ]
-        self.sections.append(
+        self.add(
             f"### {count} idle rollouts (ours; load {self.sampler.load_text})\n\n"
             + "\n".join(rows)
             + "\n"
@@ -539,7 +551,7 @@ def header(cluster: Cluster, args: argparse.Namespace) -> str:
     keep = [v.split("(")[0].strip() for v in versions if v.startswith(("kubernetes", "peer"))]
     return (
         f"## `make bench` ({datetime.date.today().isoformat()}, commit {commit})\n\n"
-        f"`{' '.join(['make bench', *args.argv])}`: machine {os.cpu_count()} cores, "
+        f"`hack/bench/bench.py {' '.join(args.argv)}`: machine {os.cpu_count()} cores, "
         f"{mem / 1024 / 1024:.0f} GiB, {platform.python_implementation()} "
         f"{platform.python_version()}; {'; '.join(' '.join(k.split()) for k in keep)}; "
         f"world `{cluster.name}` (kwok pods, audit log). Load average (1 min) per part, "
@@ -601,8 +613,20 @@ async def run(args: argparse.Namespace, name: str) -> str:
         assert ctl.proc is not None
         sampler = Sampler({OURS: ctl.proc.pid, KRUISE: peer_pid(cluster)})
         sampling = asyncio.create_task(sampler.run())
+        head = header(cluster, args)
+
+        def written(sections: list[str]) -> None:
+            if not args.no_docs:
+                write_docs(args.docs, head + "\n" + "\n".join(sections))
+
         bench = Bench(
-            kube, observer, cluster, ctl, Audit(Path(cluster.env["VP_AUDIT_LOG"])), sampler
+            kube,
+            observer,
+            cluster,
+            ctl,
+            Audit(Path(cluster.env["VP_AUDIT_LOG"])),
+            sampler,
+            written=written,
         )
         try:
             if args.releases:
@@ -616,7 +640,7 @@ async def run(args: argparse.Namespace, name: str) -> str:
                 await bench.restart(args.restart, args.restart_wait, args.timeout)
             if args.idle:
                 say(f"part 4: {args.idle} idle rollouts")
-                await bench.idle(args.idle, clean=bool(args.world))
+                await bench.idle(args.idle, args.timeout * 2, clean=bool(args.world))
         finally:
             sampling.cancel()
             with contextlib.suppress(Exception):
@@ -624,8 +648,7 @@ async def run(args: argparse.Namespace, name: str) -> str:
             await observer.stop()
             await kube.close()
             await watch_kube.close()
-    text = header(cluster, args) + "\n" + "\n".join(bench.sections)
-    return text + "\n" + last_line(bench.summary)
+    return head + "\n" + "\n".join(bench.sections) + "\n" + last_line(bench.summary)
 
 
 def sizes(text: str) -> list[int]:
@@ -642,7 +665,7 @@ def main() -> int:
     parser.add_argument("--kruise-scale", type=sizes, default=sizes("1 100"))
     parser.add_argument("--idle", type=int, default=10000)
     parser.add_argument("--restart", type=int, default=1000)
-    parser.add_argument("--restart-wait", type=int, default=120)
+    parser.add_argument("--restart-wait", type=int, default=180)
     parser.add_argument("--timeout", type=float, default=900, help="per part, seconds")
     parser.add_argument("--docs", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--no-docs", action="store_true")

@@ -307,22 +307,27 @@ class Fleet:
     def key(self, release: peer_release.Release) -> Key:
         return (release.namespace, release.name)
 
-    async def prepare(self, within: float = 900) -> float:
-        """Create every release's objects; seconds until all are ready for a release."""
+    async def prepare(self, within: float = 900) -> tuple[float, int]:
+        """Create every release's objects; seconds until all are ready for a release (or
+        ``within`` has passed), and how many are not."""
         started = time.monotonic()
         for release in self.releases:
             self.observer.track(self.key(release), release.plan)
         await create_namespaces(self.kube, sorted({r.namespace for r in self.releases}))
         await bounded([lambda r=r: self._create(r) for r in self.releases])  # type: ignore[misc]
         waiting = list(self.releases)
-        deadline = time.monotonic() + within
+        deadline, last = time.monotonic() + within, time.monotonic()
         while waiting and time.monotonic() < deadline:
             waiting = [r for r in waiting if not await self._ready(r)]
             if waiting:
                 await asyncio.sleep(1)
+            if waiting and time.monotonic() - last > 30:
+                last = time.monotonic()
+                n = len(self.releases)
+                say(f"{self.side}: {n - len(waiting)}/{n} ready for a release")
         if waiting:
-            raise SystemExit(f"{self.side}: {len(waiting)} releases not ready in {within:.0f}s")
-        return time.monotonic() - started
+            say(f"{self.side}: {len(waiting)} releases not ready in {within:.0f} s")
+        return time.monotonic() - started, len(waiting)
 
     async def _create(self, release: peer_release.Release) -> None:
         ns, name = release.namespace, release.name
