@@ -106,6 +106,8 @@ def cluster_of(name: str) -> Cluster:
         "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
         "KUBECACHEDIR": tempfile.mkdtemp(prefix="bench-kubectl-"),
         "VP_AUDIT_LOG": exports["VP_AUDIT_LOG"],
+        # The controller of this checkout, whichever checkout the venv was installed from.
+        "PYTHONPATH": os.pathsep.join([str(REPO / "controller"), os.environ.get("PYTHONPATH", "")]),
     }
     return Cluster(kubeconfig, bindir, env, name, exports.get("VP_PROMETHEUS_URL"))
 
