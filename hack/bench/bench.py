@@ -107,7 +107,9 @@ def cluster_of(name: str) -> Cluster:
         "KUBECACHEDIR": tempfile.mkdtemp(prefix="bench-kubectl-"),
         "VP_AUDIT_LOG": exports["VP_AUDIT_LOG"],
         # The controller of this checkout, whichever checkout the venv was installed from.
-        "PYTHONPATH": os.pathsep.join([str(REPO / "controller"), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join(
+            p for p in [str(REPO / "controller"), os.environ.get("PYTHONPATH")] if p
+        ),
     }
     return Cluster(kubeconfig, bindir, env, name, exports.get("VP_PROMETHEUS_URL"))
 

@@ -193,25 +193,13 @@ class Observer:
         if not track.steps or track.steps[-1][1:] != (step, state):
             track.steps.append((at, step, state))
 
-    def on_ours(self, kind: str, cr: Obj, at: float) -> None:
-        meta = cr["metadata"]
-        track = self._find(meta["namespace"], meta["name"])
-        if track is None or kind == "DELETED":
-            return
-        status = cr.get("status") or {}
-        self._status(track, status, at)
-        if track.triggered is None or track.done is not None:
-            return
-        # The revision is changed before the template (as KubeVela does): between the two the
-        # rollout may read Healthy at the new revision with nothing to release yet.
-        if status.get("phase") == "Progressing":
-            track.progressing = True
-        revision = cr["spec"]["revision"]["name"]
-        healthy = status.get("phase") == "Healthy" and status.get("observedRevision") == revision
-        if track.progressing and healthy:
-            track.done, track.done_wall = at, now_utc()
+    def _rollout(self, kind: str, obj: Obj, at: float, finished: Callable[[Obj], bool]) -> None:
+        """A rollout object (ours or Kruise's) seen: its step, and whether the release is done.
 
-    def on_kruise(self, kind: str, obj: Obj, at: float) -> None:
+        Done: seen Progressing after the template changed, then ``finished``. (Ours: the
+        revision is changed before the template, as KubeVela does; between the two the rollout
+        may read Healthy at the new revision with nothing to release yet.)
+        """
         meta = obj["metadata"]
         track = self._find(meta["namespace"], meta["name"])
         if track is None or kind == "DELETED":
@@ -220,14 +208,25 @@ class Observer:
         self._status(track, status, at)
         if track.triggered is None or track.done is not None:
             return
-        if status.get("phase") == "Progressing":
-            track.progressing = True
-        succeeded = any(
-            c.get("type") == "Succeeded" and c.get("status") == "True"
-            for c in status.get("conditions") or []
-        )
-        if track.progressing and status.get("phase") == "Healthy" and succeeded:
+        track.progressing = track.progressing or status.get("phase") == "Progressing"
+        if track.progressing and status.get("phase") == "Healthy" and finished(obj):
             track.done, track.done_wall = at, now_utc()
+
+    def on_ours(self, kind: str, cr: Obj, at: float) -> None:
+        def finished(cr: Obj) -> bool:
+            observed = (cr.get("status") or {}).get("observedRevision")
+            return bool(observed == cr["spec"]["revision"]["name"])
+
+        self._rollout(kind, cr, at, finished)
+
+    def on_kruise(self, kind: str, obj: Obj, at: float) -> None:
+        def finished(obj: Obj) -> bool:
+            return any(
+                c.get("type") == "Succeeded" and c.get("status") == "True"
+                for c in (obj.get("status") or {}).get("conditions") or []
+            )
+
+        self._rollout(kind, obj, at, finished)
 
 
 def service_and_ingress(release: peer_release.Release) -> list[Obj]:
