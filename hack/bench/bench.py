@@ -156,27 +156,41 @@ class Sampler:
 
 
 class Audit:
-    """Windows of kube-apiserver's audit log, read from where the window began."""
+    """Windows of kube-apiserver's audit log, read from where the window began.
+
+    kube-apiserver rotates the log at 100 MB (`audit-<time>.log` beside it, all kept): a
+    window is read from its mark in the file it began in, then every file written after it.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def mark(self) -> int:
-        return self.path.stat().st_size
+    def mark(self) -> tuple[int, int]:
+        """(inode, offset) of the log now."""
+        stat = self.path.stat()
+        return stat.st_ino, stat.st_size
+
+    def files_since(self, mark: tuple[int, int]) -> list[tuple[Path, int]]:
+        """The files a window that began at ``mark`` spans, each with where to start reading."""
+        rotated = sorted(self.path.parent.glob(f"{self.path.stem}-*{self.path.suffix}"))
+        files = [*rotated, self.path]
+        inodes = [f.stat().st_ino for f in files]
+        first = inodes.index(mark[0]) if mark[0] in inodes else len(files) - 1
+        return [(f, mark[1] if i == first else 0) for i, f in enumerate(files) if i >= first]
 
     def count(
         self,
-        offset: int,
+        mark: tuple[int, int],
         side: str,
         since: datetime.datetime,
         until: datetime.datetime,
     ) -> Counter[str]:
-        with self.path.open() as handle:
-            handle.seek(offset)
-            counts = audit_count.count(handle, [USERS[side]], since, until)
         verbs: Counter[str] = Counter()
-        for key, n in counts.items():
-            verbs[key.verb] += n
+        for path, offset in self.files_since(mark):
+            with path.open() as handle:
+                handle.seek(offset)
+                for key, n in audit_count.count(handle, [USERS[side]], since, until).items():
+                    verbs[key.verb] += n
         return verbs
 
 
