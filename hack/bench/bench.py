@@ -661,8 +661,9 @@ async def run(args: argparse.Namespace, name: str) -> str:
                 await bench.idle(args.idle, args.timeout * 2, clean=bool(args.world))
         finally:
             sampling.cancel()
-            with contextlib.suppress(Exception):
-                await bench.clean()
+            if args.world:  # a world of its own is removed whole: no need to delete anything
+                with contextlib.suppress(Exception):
+                    await bench.clean()
             await observer.stop()
             await kube.close()
             await watch_kube.close()
