@@ -117,6 +117,21 @@ bench-core: venv ## Benchmark the pure release core: decisions and plans per sec
 bench-metrics: venv ## Benchmark the controller's /metrics with 1,000 rollouts' series (median, p99)
 	$(PY) hack/bench/metrics_bench.py
 
+# `make bench` sizes: issue 13's full sizes by default; smaller with e.g.
+# `make bench SCALE="1 100" IDLE=1000 RELEASES=3 RESTART=100` (RELEASES: side by side, per style
+# and controller; KRUISE_SCALE: the sizes Kruise Rollout runs too; WORLD=NAME: an existing world
+# started with `world.py up --audit` and `world.py peer kruise-rollout`, else one of its own).
+BENCH_RELEASES := $(if $(filter command line environment override,$(origin RELEASES)),$(RELEASES),5)
+SCALE ?= 1 100 500 1000
+KRUISE_SCALE ?= 1 100
+IDLE ?= 10000
+RESTART ?= 1000
+
+.PHONY: bench
+bench: venv build-binaries prometheus ## Ours and Kruise Rollout side by side, scale, restart, idle; writes docs/benchmarks.md (SCALE=, IDLE=, RELEASES=, RESTART=)
+	$(PY) hack/bench/bench.py --releases $(BENCH_RELEASES) --scale "$(SCALE)" \
+		--kruise-scale "$(KRUISE_SCALE)" --idle $(IDLE) --restart $(RESTART) $(if $(WORLD),--world $(WORLD))
+
 .PHONY: demo
 demo: venv build-binaries prometheus ## From nothing to a visible canary release on a local cluster
 	$(PY) hack/demo.py

@@ -142,10 +142,13 @@ class Controller:
         state: Path,
         kubeconfig: Path,
         env: dict[str, str] | None = None,
+        verbose: bool = True,
     ) -> None:
         self.cluster = cluster
         #: More settings, e.g. VP_SHARD or VP_PEERING for a replica of several.
         self.extra_env = dict(env or {})
+        #: Debug logs (Kopf's and ours); a benchmark turns them off to measure the controller.
+        self.verbose = verbose
         self.state = state
         self.kubeconfig = kubeconfig
         self.port = free_port()
@@ -170,7 +173,10 @@ class Controller:
         exe = Path(sys.executable).parent / "vela-progressive-controller"
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [str(exe), "--verbose"], env=env, stdout=out, stderr=subprocess.STDOUT
+                [str(exe), *(["--verbose"] if self.verbose else [])],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -272,7 +278,7 @@ def controller(cluster: Cluster) -> Iterator[Controller]:
 
 
 @contextlib.contextmanager
-def running_controller(cluster: Cluster) -> Iterator[Controller]:
+def running_controller(cluster: Cluster, verbose: bool = True) -> Iterator[Controller]:
     """The CRD installed and a controller started against ``cluster``, stopped at the end.
 
     A session fixture is cached by its name for the whole session, whichever cluster it was
@@ -284,7 +290,7 @@ def running_controller(cluster: Cluster) -> Iterator[Controller]:
     cluster.wait_established(f"crd/progressiverollouts.{API_GROUP}")
     # Not under pytest's tmp dirs: those are pruned by other sessions while this one runs.
     state = Path(tempfile.mkdtemp(prefix="vela-progressive-controller-"))
-    ctl = Controller(cluster, state, controller_kubeconfig(cluster, state))
+    ctl = Controller(cluster, state, controller_kubeconfig(cluster, state), verbose=verbose)
     ctl.start()
     _SESSION.append(ctl)
     try:
