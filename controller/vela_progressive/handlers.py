@@ -122,6 +122,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     if METRICS_PORT != "off":
         memo.metrics.serve(METRICS_ADDR, int(METRICS_PORT))
     memo.wakeups = {}
+    #: (namespace, name) -> resourceVersion of the release loop's last status write
+    memo.own_writes = {}
     memo.reconciler = Reconciler(
         kube=kube,
         traffic=traffic_port(kube),
@@ -205,6 +207,7 @@ async def drive(
     metrics: Metrics = memo.metrics
     reconciler: Reconciler = memo.reconciler
     reader = RolloutReader(kube, namespace, name)
+    own_writes: dict[Key, str | None] = memo.own_writes
     with metrics.release_loop(namespace, name):
         while not stopped:
             try:
@@ -220,16 +223,16 @@ async def drive(
                     writes = reconciler.writes[namespace, name]
                     outcome = await reconciler.reconcile(cr)
                     if outcome.changed:
-                        reader.remember(
-                            await kube.patch(
-                                f"{API_GROUP}/{API_VERSION}",
-                                "ProgressiveRollout",
-                                name,
-                                namespace,
-                                {"status": outcome.status},
-                                subresource="status",
-                            )
+                        answer = await kube.patch(
+                            f"{API_GROUP}/{API_VERSION}",
+                            "ProgressiveRollout",
+                            name,
+                            namespace,
+                            {"status": outcome.status},
+                            subresource="status",
                         )
+                        reader.remember(answer)
+                        own_writes[namespace, name] = answer["metadata"].get("resourceVersion")
                     elif reconciler.writes[namespace, name] != writes:
                         reader.forget()  # the pass wrote the rollout: read it next time
                     if outcome.subject is not None:
@@ -265,7 +268,7 @@ def _wake(memo: Any, key: Key) -> None:
 
 
 @kopf.index(API_GROUP, API_VERSION, PLURAL)
-def rollouts_by_workload(
+async def rollouts_by_workload(
     namespace: str | None, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[Key, str]:
     ref = spec.get("workloadRef") or {}
@@ -273,11 +276,16 @@ def rollouts_by_workload(
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-def rollout_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    _wake(memo, (namespace or "", name))
+async def rollout_changed(
+    namespace: str | None, name: str, body: kopf.Body, memo: Any, **_: Any
+) -> None:
+    key = (namespace or "", name)
+    if memo.own_writes.get(key) == body.metadata.get("resourceVersion"):
+        return  # the release loop's own status write: nothing new for it
+    _wake(memo, key)
 
 
-def workload_changed(
+async def workload_changed(
     namespace: str | None, name: str, labels: Mapping[str, str], memo: Any, **kwargs: Any
 ) -> None:
     index: kopf.Index[Key, str] = kwargs["rollouts_by_workload"]
@@ -312,7 +320,7 @@ async def released(body: kopf.Body, memo: Any, **_: Any) -> None:
 
 
 # ---------------------------------------------------------------- the hold webhook
-def hold(body: kopf.Body, patch: kopf.Patch, memo: Any, **kwargs: Any) -> None:
+async def hold(body: kopf.Body, patch: kopf.Patch, memo: Any, **kwargs: Any) -> None:
     with memo.metrics.holding(body["kind"]):
         old = kwargs.get("old")
         key = key_of(body.get("apiVersion", ""), body["kind"])
@@ -338,7 +346,7 @@ for _kind in registry.REGISTRY if MODE != "off" else ():
 
 
 # ---------------------------------------------------------------- who asked for an operation
-def stamp_operations(
+async def stamp_operations(
     body: kopf.Body, patch: kopf.Patch, userinfo: kopf.UserInfo, memo: Any, **kwargs: Any
 ) -> None:
     """Stamp who set, changed or removed an operation annotation (core.identity); a stamp the

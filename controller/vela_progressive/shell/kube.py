@@ -8,6 +8,7 @@ benchmarks can report API calls per release.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,14 @@ from vela_progressive.core.model import API_GROUP, API_VERSION, KIND, PLURAL
 from vela_progressive.core.workloads import registry
 
 Obj = dict[str, Any]
+PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
 
 #: (apiVersion, kind) -> (plural, namespaced). Kinds outside this table are resolved by discovery.
 #: The workload kinds come from the registry (``core.workloads.registry``).
@@ -86,7 +95,14 @@ class Kube:
             await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
         except config.ConfigException:
             config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-        return cls(client.ApiClient(configuration=cfg))
+        api = client.ApiClient(configuration=cfg)
+        if not any(os.environ.get(v) for v in PROXY_VARIABLES):
+            # kubernetes_asyncio's session trusts the environment, so aiohttp looks for proxy
+            # variables and reads ~/.netrc on every request: 11% of the controller's CPU with
+            # 1,000 releases in flight (docs/benchmarks.md). Without a proxy variable there is
+            # nothing to find (a kubeconfig's proxy-url is passed explicitly).
+            api.rest_client.pool_manager._trust_env = False
+        return cls(api)
 
     async def close(self) -> None:
         await self.api.close()
