@@ -67,7 +67,7 @@ from vela_progressive.shell.kube import Kube, KubeError
 from vela_progressive.shell.metrics import Metrics
 from vela_progressive.shell.peering import ensure_peering
 from vela_progressive.shell.reconciler import Reconciler
-from vela_progressive.shell.rollouts import RolloutReader
+from vela_progressive.shell.rollouts import RolloutReader, intent
 from vela_progressive.shell.state import install_ca_bundle, shared_state
 from vela_progressive.shell.traffic import traffic_port
 from vela_progressive.shell.workloads import CANARY_OF_LABEL
@@ -221,6 +221,7 @@ async def drive(
                     if cr["metadata"].get("deletionTimestamp"):
                         return
                     writes = reconciler.writes[namespace, name]
+                    read = intent(cr)
                     outcome = await reconciler.reconcile(cr)
                     if outcome.changed:
                         answer = await kube.patch(
@@ -232,7 +233,10 @@ async def drive(
                             subresource="status",
                         )
                         reader.remember(answer)
-                        own_writes[namespace, name] = answer["metadata"].get("resourceVersion")
+                        if intent(answer) == read:  # nothing but the status changed since
+                            own_writes[namespace, name] = answer["metadata"].get("resourceVersion")
+                        else:
+                            own_writes.pop((namespace, name), None)
                     elif reconciler.writes[namespace, name] != writes:
                         reader.forget()  # the pass wrote the rollout: read it next time
                     if outcome.subject is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from vela_progressive.shell.rollouts import RolloutReader
+from vela_progressive.shell.rollouts import RolloutReader, intent
 
 Obj = dict[str, Any]
 
@@ -90,3 +90,19 @@ def test_a_pass_cannot_change_what_the_next_pass_reads() -> None:
     first["status"]["phase"] = "Changed"
     again = asyncio.run(reader.read(live))
     assert again == server.obj()
+
+
+def test_an_approval_between_the_read_and_the_status_write_still_wakes_the_loop() -> None:
+    read = {"metadata": {"generation": 2, "annotations": {}, "resourceVersion": "9"}}
+    only_status = {"metadata": {"generation": 2, "annotations": {}, "resourceVersion": "11"}}
+    approved = {
+        "metadata": {
+            "generation": 2,
+            "annotations": {"rollout.vela-progressive.io/approve": "v2/1"},
+            "resourceVersion": "11",
+        }
+    }
+    new_revision = {"metadata": {"generation": 3, "annotations": {}, "resourceVersion": "11"}}
+    assert intent(only_status) == intent(read)
+    assert intent(approved) != intent(read)
+    assert intent(new_revision) != intent(read)

@@ -56,3 +56,19 @@ class RolloutReader:
     def forget(self) -> None:
         """After a pass that may have written the rollout itself: read it next time."""
         self._known = None
+
+
+def intent(obj: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What people and KubeVela change on a rollout (its generation counts spec changes), as
+    opposed to the status its release loop writes. When the answer to a status write has the
+    intent the pass read, the watch event of that write brings the loop nothing new and need not
+    wake it; a change by anyone else in between (an approval, a new revision) shows in the
+    answer, and its event wakes the loop even if the watch delivers only the newest version."""
+    meta = obj.get("metadata") or {}
+    return (
+        meta.get("generation"),
+        meta.get("annotations") or {},
+        meta.get("labels") or {},
+        meta.get("deletionTimestamp"),
+        tuple(meta.get("finalizers") or ()),
+    )
