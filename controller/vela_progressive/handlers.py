@@ -67,7 +67,7 @@ from vela_progressive.shell.kube import Kube, KubeError
 from vela_progressive.shell.metrics import Metrics
 from vela_progressive.shell.peering import ensure_peering
 from vela_progressive.shell.reconciler import Reconciler
-from vela_progressive.shell.rollouts import RolloutReader, intent
+from vela_progressive.shell.rollouts import RolloutReader
 from vela_progressive.shell.state import install_ca_bundle, shared_state
 from vela_progressive.shell.traffic import traffic_port
 from vela_progressive.shell.workloads import CANARY_OF_LABEL
@@ -122,8 +122,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     if METRICS_PORT != "off":
         memo.metrics.serve(METRICS_ADDR, int(METRICS_PORT))
     memo.wakeups = {}
-    #: (namespace, name) -> resourceVersion of the release loop's last status write
-    memo.own_writes = {}
+    #: (namespace, name) -> the release loop's reader of its rollout
+    memo.readers = {}
     memo.reconciler = Reconciler(
         kube=kube,
         traffic=traffic_port(kube),
@@ -206,8 +206,7 @@ async def drive(
     kube: Kube = memo.kube
     metrics: Metrics = memo.metrics
     reconciler: Reconciler = memo.reconciler
-    reader = RolloutReader(kube, namespace, name)
-    own_writes: dict[Key, str | None] = memo.own_writes
+    reader = memo.readers[namespace, name] = RolloutReader(kube, namespace, name)
     with metrics.release_loop(namespace, name):
         while not stopped:
             try:
@@ -221,22 +220,18 @@ async def drive(
                     if cr["metadata"].get("deletionTimestamp"):
                         return
                     writes = reconciler.writes[namespace, name]
-                    read = intent(cr)
                     outcome = await reconciler.reconcile(cr)
                     if outcome.changed:
-                        answer = await kube.patch(
-                            f"{API_GROUP}/{API_VERSION}",
-                            "ProgressiveRollout",
-                            name,
-                            namespace,
-                            {"status": outcome.status},
-                            subresource="status",
+                        reader.wrote_status(
+                            await kube.patch(
+                                f"{API_GROUP}/{API_VERSION}",
+                                "ProgressiveRollout",
+                                name,
+                                namespace,
+                                {"status": outcome.status},
+                                subresource="status",
+                            )
                         )
-                        reader.remember(answer)
-                        if intent(answer) == read:  # nothing but the status changed since
-                            own_writes[namespace, name] = answer["metadata"].get("resourceVersion")
-                        else:
-                            own_writes.pop((namespace, name), None)
                     elif reconciler.writes[namespace, name] != writes:
                         reader.forget()  # the pass wrote the rollout: read it next time
                     if outcome.subject is not None:
@@ -284,7 +279,8 @@ async def rollout_changed(
     namespace: str | None, name: str, body: kopf.Body, memo: Any, **_: Any
 ) -> None:
     key = (namespace or "", name)
-    if memo.own_writes.get(key) == body.metadata.get("resourceVersion"):
+    reader: RolloutReader | None = memo.readers.get(key)
+    if reader is not None and reader.is_own_write(body):
         return  # the release loop's own status write: nothing new for it
     _wake(memo, key)
 

@@ -34,28 +34,37 @@ class RolloutReader:
     name: str
     #: The rollout as the server last returned it (never handed out: passes get copies).
     _known: Obj | None = field(default=None, repr=False)
-    #: Reads answered from memory / from the API server (for the benchmarks and tests).
-    reused: int = 0
-    fetched: int = 0
+    #: ``intent`` of the rollout the current pass read.
+    _read_intent: tuple[Any, ...] | None = field(default=None, repr=False)
+    #: resourceVersion of the loop's last status write, when it changed nothing but the status.
+    _own_version: str | None = None
 
     async def read(self, live: Mapping[str, Any] | None) -> Obj | None:
         """The rollout for a pass; ``live`` is the watch's current view of it (or None)."""
         version = _version(live) if live is not None else None
         if self._known is not None and version is not None and version == _version(self._known):
-            self.reused += 1
-            return copy.deepcopy(self._known)
-        self.fetched += 1
-        got = await self.kube.get(f"{API_GROUP}/{API_VERSION}", KIND, self.name, self.namespace)
-        self._known = copy.deepcopy(got) if got is not None else None
+            got: Obj | None = copy.deepcopy(self._known)
+        else:
+            got = await self.kube.get(f"{API_GROUP}/{API_VERSION}", KIND, self.name, self.namespace)
+            self._known = copy.deepcopy(got) if got is not None else None
+        self._read_intent = intent(got) if got is not None else None
         return got
 
-    def remember(self, answer: Obj) -> None:
-        """The server's answer to a write of the whole rollout (e.g. the status write)."""
+    def wrote_status(self, answer: Obj) -> None:
+        """The server's answer to the pass' status write: what the next pass starts from, and,
+        when nothing but the status changed since the pass read the rollout, a watch event that
+        brings the loop nothing new (:meth:`is_own_write`)."""
         self._known = copy.deepcopy(answer)
+        self._own_version = _version(answer) if intent(answer) == self._read_intent else None
+
+    def is_own_write(self, live: Mapping[str, Any]) -> bool:
+        """Whether a watch event shows exactly the loop's own status write (no need to wake)."""
+        return self._own_version is not None and _version(live) == self._own_version
 
     def forget(self) -> None:
         """After a pass that may have written the rollout itself: read it next time."""
         self._known = None
+        self._own_version = None
 
 
 def intent(obj: Mapping[str, Any]) -> tuple[Any, ...]:
