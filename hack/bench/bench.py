@@ -36,7 +36,6 @@ import math
 import os
 import platform
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -339,10 +338,12 @@ class Bench:
             f"({Proc(self.pid(OURS)).hwm_mib():.0f}) | {b:.0f} MiB "
             f"({Proc(self.pid(KRUISE)).hwm_mib():.0f}) | {bench_stats.ratio(a, b)} |"
         )
-        self.summary["step_ratio"] = ratio_value(
+        self.summary["step_ratio"] = bench_stats.ratio_value(
             bench_stats.percentile(all_lat[OURS], 50), bench_stats.percentile(all_lat[KRUISE], 50)
         )
-        self.summary["request_ratio"] = ratio_value(median(all_req[OURS]), median(all_req[KRUISE]))
+        self.summary["request_ratio"] = bench_stats.ratio_value(
+            median(all_req[OURS]), median(all_req[KRUISE])
+        )
         self.add(
             f"### Side by side ({n} releases of each style per controller, alternating; "
             f"load {self.sampler.load_text})\n\n" + "\n".join(rows) + "\n"
@@ -360,16 +361,12 @@ class Bench:
             for side in (OURS, KRUISE):
                 if side == KRUISE and size not in kruise_sizes:
                     continue
-                row = await self.scale_one(size, side, within)
-                rows.append(row)
-                self.sections_partial("scale", rows)
+                rows.append(await self.scale_one(size, side, within))
+                print(rows[-1], file=sys.stderr, flush=True)
         self.add(
             "### Releases in flight at once (2 replicas each, partition style, steps 50/100%, "
             "no waits)\n\n" + "\n".join(rows) + "\n"
         )
-
-    def sections_partial(self, name: str, rows: list[str]) -> None:
-        print("\n".join(rows[-1:]), file=sys.stderr, flush=True)
 
     async def scale_one(self, size: int, side: str, within: float) -> str:
         if side == OURS:
@@ -416,7 +413,8 @@ class Bench:
             f"| {size} | {side} | {bench_stats.fmt_ms(bench_stats.percentile(lats, 50))} | "
             f"{bench_stats.fmt_ms(bench_stats.percentile(lats, 99))} | "
             f"{bench_stats.fmt_s(finish)} (templates changed in {triggered:.1f} s) | "
-            f"{len(left)} | {total / (t1 - t0):.1f} | {total / size:.1f} ({by_verb([verbs])}) | "
+            f"{len(left)} | {total / (t1 - t0):.1f} | "
+            f"{total / size:.1f} ({per_release(verbs, size)}) | "
             f"{proc.cpu():.1f} s | {rss:.0f} MiB | {self.sampler.load_text} |"
         )
 
@@ -540,17 +538,18 @@ class Bench:
 
 
 def median(values: list[float] | list[int]) -> float:
-    return float(statistics.median(values)) if values else math.nan
+    return bench_stats.percentile(values, 50)
 
 
-def ratio_value(a: float, b: float) -> float:
-    return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
+def per_release(verbs: Counter[str], releases: int) -> str:
+    """Requests of a part, by verb, divided by its releases."""
+    return ", ".join(f"{v} {n / releases:.3g}" for v, n in sorted(verbs.items()))
 
 
 def by_verb(counts: list[Counter[str]]) -> str:
     """Median requests per release for each verb."""
     verbs = sorted({v for c in counts for v in c})
-    return ", ".join(f"{v} {statistics.median([c.get(v, 0) for c in counts]):g}" for v in verbs)
+    return ", ".join(f"{v} {median([c.get(v, 0) for c in counts]):g}" for v in verbs)
 
 
 # ------------------------------------------------------------------------------ report
@@ -561,10 +560,11 @@ def header(cluster: Cluster, args: argparse.Namespace) -> str:
         text=True,
         check=False,
     ).stdout.strip()
-    mem = fleet.proc_memory_kib(os.getpid(), "VmRSS")  # for the type; MemTotal below
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            mem = int(line.split()[1])
+    mem = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
     versions = world("versions").splitlines()
     keep = [v.split("(")[0].strip() for v in versions if v.startswith(("kubernetes", "peer"))]
     return (

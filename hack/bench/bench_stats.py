@@ -66,11 +66,17 @@ def first_reached(events: Iterable[tuple[float, int]], targets: Iterable[int]) -
     return found
 
 
-def ratio(ours: float, theirs: float) -> str:
-    """``ours / theirs`` as text, ``n/a`` when either is missing or theirs is 0."""
+def ratio_value(ours: float, theirs: float) -> float:
+    """``ours / theirs``; NaN when either is missing or theirs is 0."""
     if math.isnan(ours) or math.isnan(theirs) or theirs == 0:
-        return "n/a"
-    return f"{ours / theirs:.2f}"
+        return math.nan
+    return ours / theirs
+
+
+def ratio(ours: float, theirs: float) -> str:
+    """:func:`ratio_value` as text, ``n/a`` when it has none."""
+    value = ratio_value(ours, theirs)
+    return "n/a" if math.isnan(value) else f"{value:.2f}"
 
 
 def load_range(samples: Sequence[float]) -> str:
