@@ -157,6 +157,32 @@ class Release:
             patch_type="strategic",
         )
 
+    async def scale(self, replicas: int) -> None:
+        """What the scaler trait does: ``spec.replicas`` on the workload itself (not ``/scale``)."""
+        await self.kube.patch(
+            self.api_version, self.kind, self.name, self.ns, {"spec": {"replicas": replicas}}
+        )
+
+    async def scale_up_at_the_first_pause(self, image: str) -> None:
+        """From 10 to 12 pods while step 1 (20%) waits, then on to the end: no sample may see
+        more pods on ``image`` than the step allows of the replicas it runs with (2 of 10, 3 of
+        12). Unheld, a partition kind starts the added pods on ``image`` at once (4 of 12)."""
+        await self.wait_step(1)
+        async with self.sampling(image):
+            await self.scale(12)
+
+            async def step_one_of_twelve() -> bool:
+                return len(await self.pods()) == 12 and await self.count(image, True) == 3
+
+            await eventually(step_one_of_twelve, 90, f"12 pods, 3 of them Ready on {image}")
+            await self.approve(1)
+            await self.wait_step(2)
+            assert await self.count(image, ready_only=True) == 6
+            await self.approve(2)
+            await self.wait_phase("Healthy")
+        self.assert_never_above_plan({1: 3, 2: 6, 3: 12})
+        await self.wait_pods(image, 12)
+
     async def pods(self) -> list[Obj]:
         pods = await self.kube.list(
             "v1", "Pod", self.ns, label_selector=f"app.oam.dev/component={self.name}"

@@ -201,6 +201,20 @@ async def test_a_newer_revision_mid_release_restarts_the_steps_on_it(
     await assert_handed_back(rel, V3, strategy)
 
 
+@pytest.mark.parametrize("kind", [CLONESET, ADVANCED_STATEFULSET], ids=lambda k: k.id)
+async def test_a_scale_up_mid_release_runs_no_more_new_pods_than_the_step_allows(
+    controller: Controller, kube: Kube, namespace: str, kind: Kind
+) -> None:
+    rel, strategy = await create(kube, namespace, kind)
+    await kubevela_applies(rel, V2, "app-v2")
+    await rel.scale_up_at_the_first_pause(V2)
+
+    async def handed_back() -> bool:
+        return bool((await rel.workload())["spec"]["updateStrategy"] == strategy)
+
+    await eventually(handed_back, 30, f"the update strategy back to {strategy}")
+
+
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.id)
 async def test_deleting_the_rollout_mid_release_hands_the_workload_back(
     controller: Controller, kube: Kube, namespace: str, kind: Kind

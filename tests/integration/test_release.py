@@ -342,3 +342,14 @@ async def test_a_change_the_webhook_missed_is_held_by_the_watch_and_reported(
     assert await rel.count(V2) == EXPECTED_NEW[1]
     events = await kube.list("v1", "Event", namespace)
     assert any(e.get("reason") == "HoldMissed" for e in events)
+
+
+@pytest.mark.parametrize(("kind", "mode"), KINDS)
+async def test_a_scale_up_mid_release_runs_no_more_new_pods_than_the_step_allows(
+    controller: Controller, kube: Kube, namespace: str, kind: str, mode: dict[str, str]
+) -> None:
+    rel = Release(kube, namespace, kind)
+    await rel.create(10, APPROVAL_STEPS, **mode)
+    await rel.set_image(V2, "app-v2")
+    await rel.scale_up_at_the_first_pause(V2)
+    await rel.assert_consistent(V2, 12)

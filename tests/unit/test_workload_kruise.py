@@ -79,6 +79,24 @@ def test_cloneset_hold_webhook_saves_the_users_strategy_and_holds_every_pod() ->
     assert hold_patch("CloneSet.apps.kruise.io", old, old) is None, "no template change"
 
 
+def test_cloneset_scale_up_in_a_release_keeps_the_new_pods_at_the_step() -> None:
+    # The partition counts the pods kept on old revisions: unheld, a scale-up from 10 to 12 at
+    # step 2 (partition 8) would make the CloneSet controller create both pods on v3.
+    example = CLONESET.example(NS, NAME, 10, TEMPLATE, 2, 8)
+    assert strategy(example)["partition"] == 8
+    mid = example.workload
+    scaled = copy.deepcopy(mid)
+    scaled["spec"]["replicas"] = 12
+    assert hold_patch("CloneSet.apps.kruise.io", mid, scaled) == {
+        "spec": {"updateStrategy": {"partition": 10}}
+    }, "12 - 10: still the step's 2 new pods"
+    assert hold_patch("CloneSet.apps.kruise.io", scaled, mid) is None, "a scale-down: no new pod"
+    plain = CLONESET.example(NS, NAME, 10, TEMPLATE, 0, 10).workload
+    bigger = copy.deepcopy(plain)
+    bigger["spec"]["replicas"] = 12
+    assert hold_patch("CloneSet.apps.kruise.io", plain, bigger) is None, "not in a release"
+
+
 def test_cloneset_canary_and_stable_services_select_the_short_hash() -> None:
     obs = CLONESET.example(NS, NAME, 10, TEMPLATE, 2, 8)
     view = CLONESET.view(obs, None)

@@ -13,7 +13,12 @@ from tests.support.fake_kube import FakeKube
 
 from vela_progressive.core.model import ReleaseMode
 from vela_progressive.core.traffic import ObjectRef
-from vela_progressive.core.workloads import CONTROLLER_REVISION_HASH, ORIGINAL_ANNOTATION, registry
+from vela_progressive.core.workloads import (
+    CONTROLLER_REVISION_HASH,
+    ORIGINAL_ANNOTATION,
+    hold_patch,
+    registry,
+)
 from vela_progressive.core.workloads.deployment_partition import pod
 from vela_progressive.shell.kube import KubeError
 from vela_progressive.shell.workloads import WorkloadAdapter, adapter_for
@@ -184,3 +189,51 @@ async def test_a_pod_recreated_under_the_same_name_is_not_deleted() -> None:
         await a.abort(view)
     assert err.value.conflict
     assert f"{NAME}-2" in revisions(kube)
+
+
+async def test_a_scale_up_in_a_release_runs_no_more_new_pods_than_the_step_allows() -> None:
+    # Found by the chaos tier: 3 replicas at step 1 (ordinals 1 and 2 on v2, partition 1),
+    # scaled to 4. Unheld, the StatefulSet controller creates ordinal 3 on v2 at once: three
+    # new pods where the step allows two.
+    kube = world(3, new=2)
+    a = adapter(kube)
+    view = await a.observe(None)
+    stable, update = view.stable_revision, view.update_revision
+    assert stable is not None
+    before = sts(kube)
+    scaled = json.loads(json.dumps(before))
+    scaled["spec"]["replicas"] = 4
+    change = hold_patch("StatefulSet", before, scaled)
+    assert change == {
+        "spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 4}}}
+    }
+    scaled["spec"]["updateStrategy"] = change["spec"]["updateStrategy"]
+    kube.put(scaled)
+    set_pod(kube, 3, stable)  # the new ordinal is below the partition: the current revision
+
+    def new_pods() -> int:
+        return sum(1 for r in revisions(kube).values() if r == update)
+
+    await a.scale_to(await a.observe(stable), 2, surge_ready=False)
+    assert partition(kube) == 4, "not lowered while ordinal 1 is ahead of the step"
+    assert f"{NAME}-1" not in revisions(kube), "ahead of the step: deleted"
+    assert new_pods() == 1
+    set_pod(kube, 1, stable)  # the StatefulSet controller recreates it on its current revision
+    await a.scale_to(await a.observe(stable), 2, surge_ready=False)
+    assert partition(kube) == 2, "ordinals 2 and 3 run the new revision"
+    assert len(revisions(kube)) == 4
+
+
+def test_a_scale_up_outside_a_release_or_at_its_last_step_is_not_held() -> None:
+    plain = {"metadata": {}, "spec": {"replicas": 3}}
+    assert hold_patch("StatefulSet", plain, {**plain, "spec": {"replicas": 4}}) is None
+    mid: Obj = {
+        "metadata": {"annotations": {ORIGINAL_ANNOTATION: "{}"}},
+        "spec": {"replicas": 3, "updateStrategy": {"rollingUpdate": {"partition": 0}}},
+    }
+    assert hold_patch("StatefulSet", mid, {**mid, "spec": {**mid["spec"], "replicas": 4}}) is None
+    held = {**mid, "spec": {**mid["spec"], "updateStrategy": {"rollingUpdate": {"partition": 3}}}}
+    scaled = {**held, "spec": {**held["spec"], "replicas": 5}}
+    assert hold_patch("StatefulSet.apps.kruise.io", held, scaled) == {
+        "spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 5}}}
+    }, "held with no new pod yet: the new ordinals stay on the current revision too"

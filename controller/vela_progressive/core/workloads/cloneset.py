@@ -126,8 +126,19 @@ def hold_rule(old: Obj | None, new: Obj) -> Obj | None:
     {'updateStrategy': {'partition': '100%'}}
     >>> hold_rule(old, old) is None
     True
+
+    A scale-up in a release is held too. The partition counts the pods kept on old revisions,
+    so the CloneSet controller would create the added pods on the update revision: it rises by
+    the pods added in the same update, and the release's next step sets it again.
+
+    >>> mid = {"metadata": {"annotations": {ORIGINAL_ANNOTATION: "{}"}},
+    ...        "spec": {"replicas": 4, "updateStrategy": {"partition": 3}}}
+    >>> hold_rule(mid, {**mid, "spec": {**mid["spec"], "replicas": 6}})["spec"]
+    {'updateStrategy': {'partition': 5}}
     """
     if not pod_template_changed(old, new):
+        if old is not None and _replicas(new) > _replicas(old):
+            return _scale_up_hold(new, _replicas(new) - _replicas(old))
         return None
     assert old is not None
     if partition_pods(strategy_of(new).get("partition"), _replicas(new)) >= _replicas(new) and (
@@ -138,6 +149,18 @@ def hold_rule(old: Obj | None, new: Obj) -> Obj | None:
     if ORIGINAL_ANNOTATION not in annotations_of(new):
         held["metadata"] = _saved(old)
     return held
+
+
+def _scale_up_hold(new: Obj, added: int) -> Obj | None:
+    """The partition for a scale-up by ``added`` pods of a CloneSet in a release. A percentage
+    (the hold's ``100%``) already scales with the replicas; partition 0 (the last step) lets
+    every pod run the update revision: nothing to hold in either case."""
+    partition = strategy_of(new).get("partition")
+    if ORIGINAL_ANNOTATION not in annotations_of(new) or not isinstance(partition, int):
+        return None
+    if partition <= 0:
+        return None
+    return {"spec": {"updateStrategy": {"partition": partition + added}}}
 
 
 def _revision(pod: Obj) -> str:

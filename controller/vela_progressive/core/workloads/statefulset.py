@@ -58,12 +58,32 @@ def _saved_strategy(sts: Obj) -> Obj:
     }
 
 
+def _replicas(sts: Obj) -> int:
+    return int(sts.get("spec", {}).get("replicas", 1))
+
+
 def hold_rule(old: Obj | None, new: Obj) -> Obj | None:
-    """Webhook: a changed pod template is held at ``partition = replicas`` (strategy saved)."""
+    """Webhook: a changed pod template is held at ``partition = replicas`` (strategy saved).
+
+    A scale-up in a release is held too. The StatefulSet controller creates each new ordinal
+    on the update revision when it is at or above the partition, before the release could move
+    the partition: so the partition rises to the new replica count in the same update (the new
+    ordinals start on the current revision) and the release's next step lowers it again.
+
+    >>> mid = {"metadata": {"annotations": {ORIGINAL_ANNOTATION: "{}"}},
+    ...        "spec": {"replicas": 3, "updateStrategy": {"rollingUpdate": {"partition": 1}}}}
+    >>> scaled = {**mid, "spec": {**mid["spec"], "replicas": 4}}
+    >>> hold_rule(mid, scaled)["spec"]["updateStrategy"]["rollingUpdate"]
+    {'partition': 4}
+    >>> hold_rule(scaled, mid) is None  # a scale-down removes the highest ordinals: no new pod
+    True
+    """
     if not pod_template_changed(old, new):
+        if old is not None and _replicas(new) > _replicas(old):
+            return _scale_up_hold(new)
         return None
     assert old is not None
-    replicas = int(new.get("spec", {}).get("replicas", 1))
+    replicas = _replicas(new)
     if partition_of({"spec": new.get("spec", {})}) >= replicas:
         return None
     held: Obj = {"spec": _partition_spec(replicas)}
@@ -71,6 +91,17 @@ def hold_rule(old: Obj | None, new: Obj) -> Obj | None:
     if ORIGINAL_ANNOTATION not in annotations:
         held["metadata"] = _saved_strategy(old)
     return held
+
+
+def _scale_up_hold(new: Obj) -> Obj | None:
+    """The partition for a scale-up of a StatefulSet in a release (its strategy saved), when a
+    new ordinal would otherwise start on the update revision. Partition 0 (the last step) lets
+    every pod run it: nothing to hold."""
+    annotations = new.get("metadata", {}).get("annotations") or {}
+    partition = partition_of({"spec": new.get("spec", {})})
+    if ORIGINAL_ANNOTATION not in annotations or not 0 < partition < _replicas(new):
+        return None
+    return {"spec": _partition_spec(_replicas(new))}
 
 
 def _ordinal(pod: Obj) -> int:
@@ -136,6 +167,11 @@ class PartitionStatefulSet(OwnPods):
         self, obs: Observed, view: WorkloadView, new_pods: int, *, surge_ready: bool
     ) -> Writes:
         partition = max(view.replicas - new_pods, 0)
+        ahead = self._ahead(obs, view, partition)
+        if ahead and partition < partition_of(obs.workload):
+            # Lowered now, the partition would move more pods while the ones ahead are still
+            # there (a scale-up held at the new replica count leaves them): first they go.
+            partition = partition_of(obs.workload)
         writes = list(
             self._set_partition(
                 obs, partition, f"pods with ordinal >= {partition} run the new revision"
@@ -153,20 +189,23 @@ class PartitionStatefulSet(OwnPods):
             if _revision(p) not in keep and (_ordinal(p) < partition or not is_ready(p))
         ]
         writes += self._delete(superseded, "a superseded revision")
-        # Pods ahead of the step: below the partition yet on the update revision (a change
-        # that reached the StatefulSet unheld, e.g. while the hold webhook was down, moved
-        # them). The StatefulSet controller leaves them there; deleted, they come back on its
-        # current revision, so the step's count holds. Only when that revision differs: a
-        # rollback in batches has both the same and must not recreate pods for nothing.
-        current = obs.workload.get("status", {}).get("currentRevision")
-        if current and current != view.update_revision:
-            ahead = [
-                p
-                for p in obs.pods
-                if _revision(p) == view.update_revision and _ordinal(p) < partition
-            ]
-            writes += self._delete(ahead, "ahead of the step (moved while unheld)")
+        writes += self._delete(ahead, "ahead of the step")
         return tuple(writes)
+
+    @staticmethod
+    def _ahead(obs: Observed, view: WorkloadView, partition: int) -> list[Obj]:
+        """Pods ahead of the step: below ``partition`` yet on the update revision. A change that
+        reached the StatefulSet unheld (the hold webhook was down) moved them, or a scale-up
+        raised the partition above them. The StatefulSet controller leaves them there; deleted,
+        they come back on its current revision, so the step's count holds. Only when that
+        revision differs: a rollback in batches has both the same and must not recreate pods
+        for nothing."""
+        current = obs.workload.get("status", {}).get("currentRevision")
+        if not view.update_revision or not current or current == view.update_revision:
+            return []
+        return [
+            p for p in obs.pods if _revision(p) == view.update_revision and _ordinal(p) < partition
+        ]
 
     def abort(self, obs: Observed, view: WorkloadView) -> Writes:
         writes = list(self._set_partition(obs, view.replicas, "abort: no pod on the new revision"))
