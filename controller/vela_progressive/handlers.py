@@ -203,52 +203,17 @@ async def drive(
 ) -> None:
     assert namespace is not None, "ProgressiveRollout is namespaced"
     wake: asyncio.Event = memo.wakeups.setdefault((namespace, name), asyncio.Event())
-    kube: Kube = memo.kube
     metrics: Metrics = memo.metrics
-    reconciler: Reconciler = memo.reconciler
-    reader = memo.readers[namespace, name] = RolloutReader(kube, namespace, name)
+    reader = memo.readers[namespace, name] = RolloutReader(memo.kube, namespace, name)
     with metrics.release_loop(namespace, name):
         while not stopped:
-            try:
-                with metrics.reconciling(KubeError):
-                    cr = await reader.read(body)  # from memory while the watch shows no change
-                    if cr is None:
-                        # Deleted (Kopf then stops this daemon), or an API server that has just
-                        # restarted and does not serve the path yet: returning would end the
-                        # release loop for good, so look again shortly.
-                        raise KubeError(404, "NotFound", "the rollout is not served (yet)")
-                    if cr["metadata"].get("deletionTimestamp"):
-                        return
-                    writes = reconciler.writes[namespace, name]
-                    outcome = await reconciler.reconcile(cr)
-                    if outcome.changed:
-                        reader.wrote_status(
-                            await kube.patch(
-                                f"{API_GROUP}/{API_VERSION}",
-                                "ProgressiveRollout",
-                                name,
-                                namespace,
-                                {"status": outcome.status},
-                                subresource="status",
-                            )
-                        )
-                    elif reconciler.writes[namespace, name] != writes:
-                        reader.forget()  # the pass wrote the rollout: read it next time
-                    if outcome.subject is not None:
-                        metrics.record(outcome.subject, outcome.status["phase"], outcome.signals)
-                    # The status records the pass: its Events may go.
-                    await reconciler.announce(cr, outcome.events)
-            except KubeError as exc:  # conflicts, an API server restarting: try again shortly
-                log.info("reconcile %s/%s: %s (retrying)", namespace, name, exc)
-                reader.forget()  # it may have written the rollout before it failed
-                outcome = None
-            except Exception:  # a bug must not stop every other release: log it, retry later
-                log.exception("reconcile %s/%s failed (retrying in 30s)", namespace, name)
-                reader.forget()
-                await asyncio.sleep(30)
-                continue
-            delay = 2.0 if outcome is None else outcome.requeue
+            # One pass in a call of its own: what it read is garbage before the loop waits,
+            # so a settled rollout holds no copy of itself (memory per idle rollout).
+            delay = await _one_pass(namespace, name, body, reader, memo)
+            if delay is None:
+                return
             if delay == math.inf:  # settled: a watch event wakes it, no timer
+                reader.settled()
                 await wake.wait()
             elif delay > 0:
                 with contextlib.suppress(TimeoutError):
@@ -258,6 +223,55 @@ async def drive(
                 # a few milliseconds: one pass for the burst, not one per status write.
                 await asyncio.sleep(COALESCE)
             wake.clear()
+
+
+async def _one_pass(
+    namespace: str, name: str, body: kopf.Body, reader: RolloutReader, memo: Any
+) -> float | None:
+    """One reconcile of a rollout; seconds until the next (``inf``: only a watch event), or
+    ``None`` when the rollout is going away (the loop ends)."""
+    kube: Kube = memo.kube
+    metrics: Metrics = memo.metrics
+    reconciler: Reconciler = memo.reconciler
+    try:
+        with metrics.reconciling(KubeError):
+            cr = await reader.read(body)  # from memory while the watch shows no change
+            if cr is None:
+                # Deleted (Kopf then stops this daemon), or an API server that has just
+                # restarted and does not serve the path yet: returning would end the
+                # release loop for good, so look again shortly.
+                raise KubeError(404, "NotFound", "the rollout is not served (yet)")
+            if cr["metadata"].get("deletionTimestamp"):
+                return None
+            writes = reconciler.writes[namespace, name]
+            outcome = await reconciler.reconcile(cr)
+            if outcome.changed:
+                reader.wrote_status(
+                    await kube.patch(
+                        f"{API_GROUP}/{API_VERSION}",
+                        "ProgressiveRollout",
+                        name,
+                        namespace,
+                        {"status": outcome.status},
+                        subresource="status",
+                    )
+                )
+            elif reconciler.writes[namespace, name] != writes:
+                reader.forget()  # the pass wrote the rollout: read it next time
+            if outcome.subject is not None:
+                metrics.record(outcome.subject, outcome.status["phase"], outcome.signals)
+            # The status records the pass: its Events may go.
+            await reconciler.announce(cr, outcome.events)
+            return outcome.requeue
+    except KubeError as exc:  # conflicts, an API server restarting: try again shortly
+        log.info("reconcile %s/%s: %s (retrying)", namespace, name, exc)
+        reader.forget()  # it may have written the rollout before it failed
+        return 2.0
+    except Exception:  # a bug must not stop every other release: log it, retry later
+        log.exception("reconcile %s/%s failed (retrying in 30s)", namespace, name)
+        reader.forget()
+        await asyncio.sleep(30)
+        return 0.0
 
 
 def _wake(memo: Any, key: Key) -> None:

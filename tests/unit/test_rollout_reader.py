@@ -116,3 +116,30 @@ def test_what_a_rollout_intends_leaves_out_its_status_and_version() -> None:
     read = {"metadata": {"generation": 2, "annotations": {}, "resourceVersion": "9"}}
     written = {"metadata": {"generation": 2, "annotations": {}, "resourceVersion": "11"}}
     assert intent({**written, "status": {"phase": "Healthy"}}) == intent(read)
+
+
+def test_a_settled_rollout_keeps_no_copy_and_is_read_when_woken() -> None:
+    server = Server()
+    reader = _reader(server)
+    asyncio.run(reader.read(server.obj()))
+    server.version = 2
+    answer = {**server.obj(), "status": {"phase": "Healthy"}}
+    reader.wrote_status(answer)
+    reader.settled()
+    assert reader.is_own_write(server.obj()), "its own last write still wakes nothing"
+    asyncio.run(reader.read(server.obj()))
+    assert server.gets == 2, "woken later: read from the server, not from a copy kept for days"
+
+
+def test_the_copy_kept_between_passes_has_no_managed_fields() -> None:
+    server = Server()
+    reader = _reader(server)
+    answer = server.obj()
+    answer["metadata"]["managedFields"] = [{"manager": "kopf", "fieldsV1": {"f:status": {}}}]
+    asyncio.run(reader.read(server.obj()))
+    reader.wrote_status(answer)
+    got = asyncio.run(reader.read(server.obj()))
+    assert got is not None
+    assert server.gets == 1
+    assert "managedFields" not in got["metadata"]
+    assert answer["metadata"]["managedFields"], "the server's answer itself is left as it was"

@@ -46,7 +46,7 @@ class RolloutReader:
             got: Obj | None = copy.deepcopy(self._known)
         else:
             got = await self.kube.get(f"{API_GROUP}/{API_VERSION}", KIND, self.name, self.namespace)
-            self._known = copy.deepcopy(got) if got is not None else None
+            self._known = _kept(got) if got is not None else None
         self._read_intent = intent(got) if got is not None else None
         return got
 
@@ -54,17 +54,30 @@ class RolloutReader:
         """The server's answer to the pass' status write: what the next pass starts from, and,
         when nothing but the status changed since the pass read the rollout, a watch event that
         brings the loop nothing new (:meth:`is_own_write`)."""
-        self._known = copy.deepcopy(answer)
+        self._known = _kept(answer)
         self._own_version = _version(answer) if intent(answer) == self._read_intent else None
 
     def is_own_write(self, live: Mapping[str, Any]) -> bool:
         """Whether a watch event shows exactly the loop's own status write (no need to wake)."""
         return self._own_version is not None and _version(live) == self._own_version
 
+    def settled(self) -> None:
+        """The rollout waits for a watch event only (released, or failed until its spec
+        changes): keep no copy of it through what may be days, and read it when woken. The
+        own-write check stays (its event must not wake the loop)."""
+        self._known = None
+
     def forget(self) -> None:
         """After a pass that may have written the rollout itself: read it next time."""
         self._known = None
         self._own_version = None
+
+
+def _kept(obj: Obj) -> Obj:
+    """The copy kept between passes, without ``managedFields`` (no pass reads them; they are
+    a third of a rollout's size)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return copy.deepcopy({**obj, "metadata": meta})
 
 
 def intent(obj: Mapping[str, Any]) -> tuple[Any, ...]:
