@@ -143,3 +143,12 @@ def test_the_copy_kept_between_passes_has_no_managed_fields() -> None:
     assert server.gets == 1
     assert "managedFields" not in got["metadata"]
     assert answer["metadata"]["managedFields"], "the server's answer itself is left as it was"
+
+
+def test_a_settled_reader_holds_nothing_of_the_last_pass() -> None:
+    server = Server()
+    reader = _reader(server)
+    asyncio.run(reader.read(server.obj()))
+    reader.settled()
+    assert reader._known is None
+    assert reader._read_intent is None, "the pass' intent refers into the rollout it read"

@@ -5,7 +5,8 @@ needs the rollout exactly as the server has it, so the loop remembers the last c
 returned (read, or answered to the status write) and reuses it while the watch shows that same
 ``resourceVersion``: the rollout has not changed since. Anything else (another writer, a write
 of the pass itself, a watch that is behind) reads it again. Most passes of a release are woken by
-its workload's status, not by the rollout, so this saves one GET in most passes.
+its workload's status, not by the rollout, so this saves one GET in most passes. A settled
+rollout (waiting for a watch event only) keeps no copy: its next pass reads it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class RolloutReader:
         changes): keep no copy of it through what may be days, and read it when woken. The
         own-write check stays (its event must not wake the loop)."""
         self._known = None
+        self._read_intent = None  # a pass' own; it holds parts of what that pass read
 
     def forget(self) -> None:
         """After a pass that may have written the rollout itself: read it next time."""

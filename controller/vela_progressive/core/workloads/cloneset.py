@@ -156,9 +156,8 @@ def _scale_up_hold(new: Obj, added: int) -> Obj | None:
     (the hold's ``100%``) already scales with the replicas; partition 0 (the last step) lets
     every pod run the update revision: nothing to hold in either case."""
     partition = strategy_of(new).get("partition")
-    if ORIGINAL_ANNOTATION not in annotations_of(new) or not isinstance(partition, int):
-        return None
-    if partition <= 0:
+    in_release = ORIGINAL_ANNOTATION in annotations_of(new)
+    if not in_release or not isinstance(partition, int) or partition <= 0:
         return None
     return {"spec": {"updateStrategy": {"partition": partition + added}}}
 
