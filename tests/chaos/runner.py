@@ -406,6 +406,10 @@ class Runner:
             if (
                 cr is not None
                 and status.get("stepState") == "WaitingApproval"
+                # The step that waits is the spec's revision's, not an older one's whose status
+                # the controller has not rewritten yet (it was down when the spec moved on);
+                # `kubectl progressive approve` refuses that case the same way.
+                and status.get("observedRevision") == revision
                 and not r.aborted
                 and (revision, step) not in approved
                 and status.get("canaryRevision")

@@ -65,10 +65,11 @@ async def test_01_canary_nginx_moves_weights_20_50_100_with_one_approval(
 
     rel.approve()
     await rel.wait_state(2, WAITING)
+    # Step 2 waits 15 s: read `vela status` first, while its message is still step 2's.
+    rel.expect_message("step 2/3", "50% traffic")
     await rel.wait_pods({v1: 10, v2: 5})
     await assert_services_split(rel, "web", service, stable={v1: 10}, canary={v2: 5})
     await assert_canary_ingress(rel, ingress, "web", nginx_canary(50))
-    rel.expect_message("step 2/3", "50% traffic")
 
     # Step 3 (100%, the last) finishes at once; `status -w` follows it to the end.
     watched = rel.watch(timeout=180)
