@@ -29,6 +29,8 @@ environment so the same image runs in the cluster and on a laptop:
                                ``127.0.0.1``
 ``VP_COALESCE_MS``             a woken release loop waits this long for more watch events
                                (default 50): one pass per burst of status writes
+``VP_HEAP_TRIM_SECONDS``       hand memory freed by passes back to the OS at most this
+                               often (default 60; ``0``: never; glibc's ``malloc_trim``)
 ``VP_SHARD``                   ``i/N``: drive only the rollouts of shard ``i`` of ``N`` (a
                                stable hash of namespace/name; ``core.placement``)
 ``VP_PEERING``                 join this Kopf peering (a ``ClusterKopfPeering``, made if
@@ -63,6 +65,7 @@ from vela_progressive.core.serving import serving_hosts
 from vela_progressive.core.workloads import APP_REVISION_LABEL, hold_patch, key_of, registry
 from vela_progressive.shell.certs import ensure_serving_cert, ensure_stamp_key
 from vela_progressive.shell.events import EventSink
+from vela_progressive.shell.heap import HeapTrimmer, libc_trim
 from vela_progressive.shell.kube import Kube, KubeError
 from vela_progressive.shell.metrics import Metrics
 from vela_progressive.shell.peering import ensure_peering
@@ -79,6 +82,8 @@ FAIL_OPEN = os.environ.get("VP_WEBHOOK_FAILURE_POLICY", "Ignore") != "Fail"
 METRICS_PORT = os.environ.get("VP_METRICS_PORT", "8081")
 #: Seconds a woken release loop waits for more watch events before its pass (VP_COALESCE_MS).
 COALESCE = float(os.environ.get("VP_COALESCE_MS", "50")) / 1000
+#: Seconds between heap trims after passes ran (VP_HEAP_TRIM_SECONDS; 0: never).
+HEAP_TRIM = float(os.environ.get("VP_HEAP_TRIM_SECONDS", "60"))
 METRICS_ADDR = os.environ.get("VP_METRICS_ADDR", "0.0.0.0" if MODE == "incluster" else "127.0.0.1")
 log = logging.getLogger("vela_progressive")
 
@@ -122,6 +127,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     if METRICS_PORT != "off":
         memo.metrics.serve(METRICS_ADDR, int(METRICS_PORT))
     memo.wakeups = {}
+    memo.heap = HeapTrimmer(HEAP_TRIM, libc_trim())
+    memo.heap_task = asyncio.create_task(memo.heap.run(), name="heap-trim")
     #: (namespace, name) -> the release loop's reader of its rollout
     memo.readers = {}
     memo.reconciler = Reconciler(
@@ -187,6 +194,7 @@ def api_requests(memo: Any, **_: Any) -> dict[str, int]:
 
 @kopf.on.cleanup()
 async def close(memo: Any, **_: Any) -> None:
+    memo.heap_task.cancel()
     memo.metrics.close()
     await memo.kube.close()
 
@@ -233,6 +241,7 @@ async def _one_pass(
     kube: Kube = memo.kube
     metrics: Metrics = memo.metrics
     reconciler: Reconciler = memo.reconciler
+    memo.heap.worked()  # what the pass frees may go back to the OS at the next trim
     try:
         with metrics.reconciling(KubeError):
             cr = await reader.read(body)  # from memory while the watch shows no change
