@@ -150,7 +150,10 @@ LOCAL = {
         ("default", {}),
         ("local-controller", LOCAL),
         ("namespace", {"namespace": "progressive"}),
-        ("standby-and-shards", {"replicas": 2, "shards": 2, "takeoverSeconds": 20}),
+        (
+            "standby-and-shards",
+            {"replicas": 2, "shards": 2, "takeoverSeconds": 20, "memoryLimit": "1Gi"},
+        ),
     ],
 )
 def test_the_addon_application_renders_like_the_golden(
@@ -452,6 +455,7 @@ def test_the_resource_tree_puts_canary_objects_under_the_rollout(
         ({"replicas": 4}, "parameter.replicas"),
         ({"shards": 0}, "parameter.shards"),
         ({"takeoverSeconds": 5}, "parameter.takeoverSeconds"),
+        ({"memoryLimit": "300Mi"}, "parameter.memoryLimit"),
         ({"webhookFailurePolicy": "Sometimes"}, "parameter.webhookFailurePolicy"),
         ({"webhookURL": "http://127.0.0.1:9443"}, "parameter.webhookURL"),
         ({"imagePullPolicy": "always"}, "parameter.imagePullPolicy"),
