@@ -30,6 +30,7 @@ from tests.chaos.sampler import Sampler, image_of, live
 from tests.chaos.schedule import KINDS, Fault, Schedule
 from tests.support.cluster import WORLD, Cluster
 from tests.support.controller import Controller
+from vela_progressive.cli.approve import approval
 
 Obj = dict[str, Any]
 T = TypeVar("T")
@@ -357,7 +358,7 @@ class Runner:
         self.ledger.releases.append(r)
         r.note(f"apply {target}")
         await self.apply(slot, target, slot.replicas)
-        approved: set[tuple[str, int]] = set()
+        approved: set[str] = set()  # approve values sent: one per revision and step
         rolled_back = False
         deadline = time.monotonic() + RELEASE_TIMEOUT
         while True:
@@ -401,25 +402,22 @@ class Runner:
                 rolled_back = True
             if settled(r, cr, pods, workload, rolled_back):
                 break
-            step = int(status.get("currentStep") or 0)
-            revision = str(((cr or {}).get("spec") or {}).get("revision", {}).get("name", ""))
+            # What `kubectl progressive approve` would send: nothing while the step that waits is
+            # an older revision's (the controller was down when the spec moved on).
+            value = approval(cr, slot.app)[0] if cr is not None else None
             if (
-                cr is not None
-                and status.get("stepState") == "WaitingApproval"
-                # The step that waits is the spec's revision's, not an older one's whose status
-                # the controller has not rewritten yet (it was down when the spec moved on);
-                # `kubectl progressive approve` refuses that case the same way.
-                and status.get("observedRevision") == revision
+                value is not None
                 and not r.aborted
-                and (revision, step) not in approved
+                and value not in approved
                 and status.get("canaryRevision")
             ):
-                approved.add((revision, step))
+                approved.add(value)
+                step = int(status.get("currentStep") or 0)
                 await asyncio.sleep(self.rng.uniform(*APPROVAL_DELAY))
                 r.approvals = max(r.approvals, step)
-                r.note(f"approve step {step} of {revision}")
+                r.note(f"approve step {step} of {value.split('/')[0]}")
                 path = f"{rollouts_path(slot.namespace)}/{cr['metadata']['name']}"
-                body = {"metadata": {"annotations": {APPROVE: f"{revision}/{step}"}}}
+                body = {"metadata": {"annotations": {APPROVE: value}}}
                 await retrying("approve", lambda p=path, b=body: self.observer.merge_patch(p, b))
             await asyncio.sleep(POLL)
         r.finished = time.monotonic()
