@@ -31,6 +31,9 @@ environment so the same image runs in the cluster and on a laptop:
                                (default 50): one pass per burst of status writes
 ``VP_HEAP_TRIM_SECONDS``       hand memory freed by passes back to the OS at most this
                                often (default 60; ``0``: never; glibc's ``malloc_trim``)
+``VP_WATCH_CACHE``             ``on`` (default): pods and ReplicaSets are read from a
+                               watch-backed copy (``shell.cache``); ``off``: listed on
+                               every pass
 ``VP_SHARD``                   ``i/N``: drive only the rollouts of shard ``i`` of ``N`` (a
                                stable hash of namespace/name; ``core.placement``)
 ``VP_PEERING``                 join this Kopf peering (a ``ClusterKopfPeering``, made if
@@ -62,7 +65,9 @@ from vela_progressive.core.model import API_GROUP, API_VERSION, HOLD_LABEL, PLUR
 from vela_progressive.core.placement import Placement, PlacementError, placement_from_env
 from vela_progressive.core.release import STAMP_ANNOTATION
 from vela_progressive.core.serving import serving_hosts
+from vela_progressive.core.watched import workload_of
 from vela_progressive.core.workloads import APP_REVISION_LABEL, hold_patch, key_of, registry
+from vela_progressive.shell.cache import WatchCache
 from vela_progressive.shell.certs import ensure_serving_cert, ensure_stamp_key
 from vela_progressive.shell.events import EventSink
 from vela_progressive.shell.heap import HeapTrimmer, libc_trim
@@ -84,6 +89,8 @@ METRICS_PORT = os.environ.get("VP_METRICS_PORT", "8081")
 COALESCE = float(os.environ.get("VP_COALESCE_MS", "50")) / 1000
 #: Seconds between heap trims after passes ran (VP_HEAP_TRIM_SECONDS; 0: never).
 HEAP_TRIM = float(os.environ.get("VP_HEAP_TRIM_SECONDS", "60"))
+#: Read pods and ReplicaSets from watch-backed copies (VP_WATCH_CACHE).
+WATCH_CACHE = os.environ.get("VP_WATCH_CACHE", "on") != "off"
 METRICS_ADDR = os.environ.get("VP_METRICS_ADDR", "0.0.0.0" if MODE == "incluster" else "127.0.0.1")
 log = logging.getLogger("vela_progressive")
 
@@ -98,6 +105,7 @@ def _load_placement() -> Placement:
 PLACEMENT = _load_placement()
 
 Key = tuple[str, str]  # (namespace, name) of a ProgressiveRollout
+Obj = dict[str, Any]
 
 
 def _now() -> datetime:
@@ -105,7 +113,7 @@ def _now() -> datetime:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -127,6 +135,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     if METRICS_PORT != "off":
         memo.metrics.serve(METRICS_ADDR, int(METRICS_PORT))
     memo.wakeups = {}
+    memo.rollouts_by_workload = kwargs["rollouts_by_workload"]  # a live view of the index
+    memo.copies = _watch_copies(kube, memo) if WATCH_CACHE else []
     memo.heap = HeapTrimmer(HEAP_TRIM, libc_trim())
     memo.heap_task = asyncio.create_task(memo.heap.run(), name="heap-trim")
     #: (namespace, name) -> the release loop's reader of its rollout
@@ -180,6 +190,28 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.admission.managed = f"hold.{API_GROUP}"
 
 
+def _watch_copies(kube: Kube, memo: Any) -> list[asyncio.Task[None]]:
+    """Pods and ReplicaSets read from memory; a change that may move a release wakes the
+    rollout of its workload."""
+    replicasets = WatchCache(kube, "apps/v1", "ReplicaSet")
+
+    def changed(old: Obj | None, new: Obj | None) -> None:
+        obj = new or old or {}
+        namespace = str(obj.get("metadata", {}).get("namespace", ""))
+        workload = workload_of(obj, lambda name: replicasets.peek(namespace, name))
+        if workload:
+            for rollout in memo.rollouts_by_workload.get((namespace, workload), []):
+                _wake(memo, (namespace, rollout))
+
+    replicasets.on_change = changed
+    pods = WatchCache(kube, "v1", "Pod", on_change=changed)
+    for copy in (replicasets, pods):
+        kube.copies[copy.api_version, copy.kind] = copy
+    return [
+        asyncio.create_task(copy.run(), name=f"watch-{copy.kind}") for copy in (replicasets, pods)
+    ]
+
+
 def _owned(namespace: str | None, name: str, **_: Any) -> bool:
     """Whether this replica's shard drives the rollout (every rollout without shards)."""
     return PLACEMENT.owns(namespace or "", name)
@@ -195,6 +227,8 @@ def api_requests(memo: Any, **_: Any) -> dict[str, int]:
 @kopf.on.cleanup()
 async def close(memo: Any, **_: Any) -> None:
     memo.heap_task.cancel()
+    for task in memo.copies:
+        task.cancel()
     memo.metrics.close()
     await memo.kube.close()
 

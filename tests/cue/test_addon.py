@@ -364,7 +364,9 @@ def test_rbac_grants_only_what_the_controller_uses(
     assert all("*" not in r for _, r in granted)
     assert granted[(model.API_GROUP, model.PLURAL)] == {"get", "list", "watch", "patch"}
     assert granted[(model.API_GROUP, f"{model.PLURAL}/status")] == {"patch"}
-    assert granted[("", "pods")] == {"get", "list", "delete"}
+    # pods and ReplicaSets are read from the controller's watch-backed copies
+    assert granted[("", "pods")] == {"get", "list", "watch", "delete"}
+    assert granted[("apps", "replicasets")] == {"get", "list", "watch", "create", "patch"}
     # the user's routing objects are patched (and restored), never created or deleted
     assert granted[("gateway.networking.k8s.io", "httproutes")] == {"get", "patch"}
     assert granted[("networking.istio.io", "virtualservices")] == {"get", "patch"}

@@ -9,7 +9,6 @@ spec, labels and annotations exactly as they were.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -124,13 +123,6 @@ def _user_part(obj: Obj) -> Obj:
         "labels": meta.get("labels") or {},
         "annotations": meta.get("annotations") or {},
     }
-
-
-@pytest.fixture
-async def kube(cluster: Cluster) -> AsyncIterator[Kube]:
-    client = await Kube.connect(str(cluster.kubeconfig))
-    yield client
-    await client.close()
 
 
 @pytest.fixture

@@ -22,13 +22,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import yaml
+
+from vela_progressive.shell.kube import Kube
 
 REPO = Path(__file__).resolve().parents[2]
 WORLD = REPO / "hack" / "cluster" / "world.py"
@@ -292,6 +294,14 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     cluster.create_namespace(name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+async def kube(cluster: Cluster) -> AsyncIterator[Kube]:
+    """The controller's own API client, as the admin of the test world."""
+    client = await Kube.connect(str(cluster.kubeconfig))
+    yield client
+    await client.close()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -11,13 +11,14 @@ import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from vela_progressive.core.model import API_GROUP, API_VERSION, KIND, PLURAL
+from vela_progressive.core.watched import parse_selector
 from vela_progressive.core.workloads import registry
 
 Obj = dict[str, Any]
@@ -64,6 +65,20 @@ PATCH_TYPES = {
 FIELD_MANAGER = "vela-progressive"
 
 
+class Copy(Protocol):
+    """A watch-backed copy of one kind (``shell.cache.WatchCache``)."""
+
+    def ready(self) -> bool: ...
+
+    def get(self, namespace: str, name: str) -> Obj | None: ...
+
+    def list(self, namespace: str, labels: dict[str, str]) -> list[Obj]: ...
+
+    def wrote(self, obj: Obj) -> None: ...
+
+    def deleted(self, namespace: str, name: str, uid: str | None) -> None: ...
+
+
 class KubeError(Exception):
     """An API call failed; ``status`` is the HTTP status (0 for transport errors)."""
 
@@ -86,6 +101,11 @@ class KubeError(Exception):
 class Kube:
     api: client.ApiClient
     requests: Counter[str] = field(default_factory=Counter)
+    #: (apiVersion, kind) -> its watch-backed copy: reads of the kind are served from memory
+    #: while the copy is current (``shell.cache``), and the answers of writes go into it.
+    copies: dict[tuple[str, str], Copy] = field(default_factory=dict)
+    #: Reads served from the copies, by kind (for benchmarks).
+    from_memory: Counter[str] = field(default_factory=Counter)
 
     @classmethod
     async def connect(cls, kubeconfig: str | None = None) -> Kube:
@@ -168,11 +188,60 @@ class Kube:
             raise KubeError(0, "Unreachable", f"{method} {path}: {exc!r}") from exc
         return result if isinstance(result, dict) else {}
 
+    # ------------------------------------------------------------------ watch-backed copies
+    def _copy(self, api_version: str, kind: str) -> Copy | None:
+        copy = self.copies.get((api_version, kind))
+        return copy if copy is not None and copy.ready() else None
+
+    def _wrote(self, api_version: str, kind: str, answer: Obj) -> Obj:
+        copy = self.copies.get((api_version, kind))
+        if copy is not None:
+            copy.wrote(answer)
+        return answer
+
+    async def list_raw(self, path: str) -> Obj:
+        """The answer of a LIST, as the server sent it (with its ``resourceVersion``)."""
+        return await self._call("GET", path)
+
+    async def open_watch(
+        self, path: str, query: list[tuple[str, str]], seconds: float
+    ) -> aiohttp.ClientResponse:
+        """An open watch stream (the caller reads and closes it)."""
+        self.requests["WATCH"] += 1
+        try:
+            response = await self.api.call_api(
+                path,
+                "GET",
+                query_params=query,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=aiohttp.ClientTimeout(total=seconds, sock_connect=10),
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise KubeError(0, "Unreachable", f"WATCH {path}: {exc!r}") from exc
+        if response.status != 200:
+            text = await response.text()
+            response.release()
+            try:
+                message = json.loads(text).get("message", text)
+            except ValueError:
+                message = text
+            raise KubeError(response.status, response.reason or "", message)
+        return response  # type: ignore[no-any-return]
+
     # ------------------------------------------------------------------ verbs
     async def get(
         self, api_version: str, kind: str, name: str, namespace: str | None = None
     ) -> Obj | None:
         """The object, or ``None`` when it does not exist."""
+        copy = self._copy(api_version, kind)
+        if copy is not None and namespace:
+            found = copy.get(namespace, name)
+            if found is not None:
+                self.from_memory[kind] += 1
+                return found
+            # Not in memory: gone, or made a moment ago and its event is still on the way.
         try:
             return await self._call("GET", await self.path(api_version, kind, namespace, name))
         except KubeError as exc:
@@ -189,6 +258,11 @@ class Kube:
         label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> list[Obj]:
+        copy = self._copy(api_version, kind)
+        labels = parse_selector(label_selector) if copy is not None else None
+        if copy is not None and namespace and labels is not None and not field_selector:
+            self.from_memory[kind] += 1
+            return copy.list(namespace, labels)
         query = []
         if label_selector:
             query.append(("labelSelector", label_selector))
@@ -201,12 +275,12 @@ class Kube:
     async def create(self, obj: Obj) -> Obj:
         meta = obj["metadata"]
         path = await self.path(obj["apiVersion"], obj["kind"], meta.get("namespace"))
-        return await self._call("POST", path, body=obj)
+        return self._wrote(obj["apiVersion"], obj["kind"], await self._call("POST", path, body=obj))
 
     async def replace(self, obj: Obj) -> Obj:
         meta = obj["metadata"]
         path = await self.path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
-        return await self._call("PUT", path, body=obj)
+        return self._wrote(obj["apiVersion"], obj["kind"], await self._call("PUT", path, body=obj))
 
     async def patch(
         self,
@@ -225,9 +299,10 @@ class Kube:
         query = [("fieldManager", FIELD_MANAGER)]
         if patch_type == "apply":
             query.append(("force", "true"))
-        return await self._call(
+        answer = await self._call(
             "PATCH", path, body=patch, query=query, content_type=PATCH_TYPES[patch_type]
         )
+        return answer if subresource else self._wrote(api_version, kind, answer)
 
     async def delete(
         self,
@@ -246,6 +321,7 @@ class Kube:
         body = None
         if preconditions:
             body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": preconditions}
+        copy = self.copies.get((api_version, kind))
         try:
             await self._call(
                 "DELETE", await self.path(api_version, kind, namespace, name), body=body
@@ -254,4 +330,6 @@ class Kube:
             if exc.not_found:
                 return False
             raise
+        if copy is not None and namespace:
+            copy.deleted(namespace, name, (preconditions or {}).get("uid"))
         return True

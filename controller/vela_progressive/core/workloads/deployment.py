@@ -51,10 +51,16 @@ DEPLOYMENT = WorkloadKind(
         RbacRule(
             ("apps",),
             ("replicasets",),
-            ("get", "list", "create", "patch"),
+            ("get", "list", "watch", "create", "patch"),
             "Partition-style and blue-green releases scale the old and new ReplicaSets while the "
-            "Deployment is paused.",
+            "Deployment is paused; a pass reads them from the controller's watch-backed copy.",
         ),
-        RbacRule(("",), ("pods",), ("get", "list"), "Ready pods per revision."),
+        RbacRule(
+            ("",),
+            ("pods",),
+            ("get", "list", "watch"),
+            "Ready pods per revision, from the controller's watch-backed copy: a pod turning "
+            "Ready wakes its rollout.",
+        ),
     ),
 )

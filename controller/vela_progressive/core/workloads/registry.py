@@ -117,7 +117,7 @@ def rbac_rules() -> tuple[RbacRule, ...]:
     rules several kinds share (same groups and resources) with their verbs merged.
 
     >>> [(r.resources, r.verbs) for r in rbac_rules()][-2:]
-    [(('pods',), ('get', 'list', 'delete')), (('controllerrevisions',), ('get', 'list'))]
+    [(('pods',), ('get', 'list', 'watch', 'delete')), (('controllerrevisions',), ('get', 'list'))]
     """
     by_target: dict[tuple[tuple[str, ...], tuple[str, ...]], list[RbacRule]] = {}
     for entry in REGISTRY:
