@@ -264,3 +264,28 @@ async def test_a_pod_the_controller_deleted_is_not_live_until_the_watch_removes_
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def test_a_selector_finds_exactly_the_objects_carrying_all_its_labels_after_relabelling() -> None:
+    copy = _copy(_Server([[]], []), [])
+    web, api = _pod("web-1", "1"), _pod("api-1", "2")
+    api["metadata"]["labels"] = {"app": "api"}
+    web["metadata"]["labels"] = {"app": "web", "track": "canary"}
+    for pod in (web, api):
+        copy.wrote(pod)
+
+    def names(labels: dict[str, str]) -> list[str]:
+        return sorted(p["metadata"]["name"] for p in copy.list("shop", labels))
+
+    assert names({}) == ["api-1", "web-1"]
+    assert names({"app": "web"}) == ["web-1"]
+    assert names({"app": "web", "track": "canary"}) == ["web-1"]
+    assert names({"app": "web", "track": "stable"}) == []
+    relabelled = _pod("web-1", "3")
+    relabelled["metadata"]["labels"] = {"app": "api"}
+    copy.wrote(relabelled)
+    assert names({"app": "web"}) == []
+    assert names({"app": "api"}) == ["api-1", "web-1"]
+    assert copy.list("other", {"app": "api"}) == []
+    copy.list("shop", {"app": "api"})[0]["metadata"]["labels"]["app"] = "changed"
+    assert names({"app": "api"}) == ["api-1", "web-1"]
