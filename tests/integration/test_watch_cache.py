@@ -17,7 +17,7 @@ import pytest
 from vela_progressive.core.watched import workload_of
 from vela_progressive.shell import cache
 from vela_progressive.shell.cache import WatchCache
-from vela_progressive.shell.kube import Kube
+from vela_progressive.shell.kube import Kube, KubeError
 
 pytestmark = [pytest.mark.integration]
 
@@ -165,3 +165,34 @@ async def test_a_watch_the_server_ends_is_resumed_without_listing_again(
 
 async def _has(copy: WatchCache, namespace: str, count: int) -> bool:
     return len(copy.list(namespace, LABELS)) == count
+
+
+async def test_a_write_refused_as_stale_puts_the_servers_version_in_the_copy(
+    kube: Kube, namespace: str
+) -> None:
+    replicasets = WatchCache(kube, "apps/v1", "ReplicaSet")
+    async with _following(replicasets):
+        await kube.create(_deployment(namespace, 1))
+        await _eventually(lambda: _has(replicasets, namespace, 1))
+    # The watch is stopped: the copy stays behind the server, as if an event were lost.
+    replicasets._current = True
+    kube.copies = {("apps/v1", "ReplicaSet"): replicasets}
+    (behind,) = replicasets.list(namespace, LABELS)
+    name, version = behind["metadata"]["name"], behind["metadata"]["resourceVersion"]
+    server = Kube(kube.api)  # no copies: straight to the server
+    await server.patch(
+        "apps/v1", "ReplicaSet", name, namespace, {"metadata": {"labels": {"x": "1"}}}
+    )
+    with pytest.raises(KubeError) as refused:
+        await kube.patch(
+            "apps/v1",
+            "ReplicaSet",
+            name,
+            namespace,
+            {"metadata": {"resourceVersion": version}, "spec": {"replicas": 2}},
+        )
+    assert refused.value.conflict
+    kept = replicasets.peek(namespace, name)
+    assert kept is not None
+    assert kept["metadata"]["labels"]["x"] == "1"  # the next pass computes from this
+    assert kept["metadata"]["resourceVersion"] != version

@@ -289,3 +289,21 @@ def test_a_selector_finds_exactly_the_objects_carrying_all_its_labels_after_rela
     assert copy.list("other", {"app": "api"}) == []
     copy.list("shop", {"app": "api"})[0]["metadata"]["labels"]["app"] = "changed"
     assert names({"app": "api"}) == ["api-1", "web-1"]
+
+
+async def test_the_answer_to_a_create_arriving_after_newer_events_is_not_kept() -> None:
+    server = _Server(
+        [[]],
+        [
+            [
+                {"type": "ADDED", "object": _pod("a", "40")},
+                {"type": "MODIFIED", "object": _pod("a", "41", ready=True)},
+            ]
+        ],
+    )
+    copy = _copy(server, [])
+    async with _running(copy, server):
+        copy.wrote(_pod("a", "40"))  # the create's answer, processed after both events
+        kept = copy.peek("shop", "a")
+        assert kept is not None
+        assert kept["metadata"]["resourceVersion"] == "41"

@@ -105,8 +105,10 @@ class WatchCache:
 
     # ------------------------------------------------------------------ the controller's writes
     def wrote(self, obj: Obj) -> None:
-        """The server's answer to a create or patch of this kind: kept at once."""
-        if obj.get("metadata", {}).get("name"):
+        """The server's answer to a create or patch of this kind (or a fresh read): kept at once,
+        unless the watch already brought a newer version (under load the answer of a create can
+        arrive after the events of the changes that followed it)."""
+        if obj.get("metadata", {}).get("name") and not stale(self._store.get(_key(obj)), obj):
             self._put(trim({"apiVersion": self.api_version, "kind": self.kind, **obj}))
 
     def deleted(self, namespace: str, name: str, uid: str | None) -> None:
