@@ -91,15 +91,36 @@ class _Server:
 
 
 @contextlib.asynccontextmanager
-async def _running(copy: WatchCache, server: _Server) -> AsyncIterator[None]:
+async def _started(copy: WatchCache) -> AsyncIterator[None]:
+    """The copy following the scripted server until the block ends."""
     task = asyncio.create_task(copy.run())
     try:
-        await asyncio.wait_for(server.drained.wait(), 5)
         yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.asynccontextmanager
+async def _running(copy: WatchCache, server: _Server) -> AsyncIterator[None]:
+    """Started, and through the script: its last watch open and quiet."""
+    async with _started(copy):
+        await asyncio.wait_for(server.drained.wait(), 5)
+        yield
+
+
+def _late_watches(server: _Server) -> asyncio.Event:
+    """Hold every watch until the returned event is set (events arrive after a write's answer)."""
+    gate = asyncio.Event()
+    opened = server.open_watch
+
+    async def late(path: str, query: list[tuple[str, str]], seconds: float) -> Any:
+        await gate.wait()
+        return await opened(path, query, seconds)
+
+    server.open_watch = late  # type: ignore[method-assign]
+    return gate
 
 
 def _copy(server: _Server, woken: list[tuple[Obj | None, Obj | None]]) -> WatchCache:
@@ -177,18 +198,13 @@ async def test_it_is_not_read_before_its_first_list_nor_while_its_watch_is_down(
     server = _Server([[_pod("a", "5")]], [KubeError(0, "Unreachable", "connection refused")])
     copy = _copy(server, [])
     assert not copy.ready()
-    task = asyncio.create_task(copy.run())
-    try:
+    async with _started(copy):
         await asyncio.wait_for(copy.listed.wait(), 5)
         await asyncio.sleep(0.05)  # the watch failed: waiting to try again
         assert not copy.ready()
         await asyncio.wait_for(server.drained.wait(), 5)  # the next watch is open
         assert copy.ready()
         assert server.listed == 1
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def test_the_answer_to_a_write_is_kept_at_once() -> None:
@@ -210,24 +226,12 @@ async def test_an_event_older_than_a_writes_answer_does_not_undo_it() -> None:
         [[{"type": "MODIFIED", "object": _pod("a", "6", ready=True)}]],
     )
     copy = _copy(server, [])
-    gate = asyncio.Event()
-    opened = server.open_watch
-
-    async def late_watch(path: str, query: list[tuple[str, str]], seconds: float) -> Any:
-        await gate.wait()  # the event of version 6 arrives after the answer of version 7
-        return await opened(path, query, seconds)
-
-    server.open_watch = late_watch  # type: ignore[method-assign]
-    task = asyncio.create_task(copy.run())
-    try:
+    gate = _late_watches(server)  # the event of version 6 arrives after the answer of version 7
+    async with _started(copy):
         await asyncio.wait_for(copy.listed.wait(), 5)
         copy.wrote(_pod("a", "7", beat="written"))
         gate.set()
         await asyncio.wait_for(server.drained.wait(), 5)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     kept = copy.peek("shop", "a")
     assert kept is not None
     assert kept["metadata"]["resourceVersion"] == "7"
@@ -240,16 +244,8 @@ async def test_a_pod_the_controller_deleted_is_not_live_until_the_watch_removes_
     heartbeat["metadata"]["uid"] = "uid-a"
     server = _Server([[a]], [[{"type": "MODIFIED", "object": heartbeat}]])
     copy = _copy(server, [])
-    gate = asyncio.Event()
-    opened = server.open_watch
-
-    async def late_watch(path: str, query: list[tuple[str, str]], seconds: float) -> Any:
-        await gate.wait()
-        return await opened(path, query, seconds)
-
-    server.open_watch = late_watch  # type: ignore[method-assign]
-    task = asyncio.create_task(copy.run())
-    try:
+    gate = _late_watches(server)
+    async with _started(copy):
         await asyncio.wait_for(copy.listed.wait(), 5)
         copy.deleted("shop", "a", "other-uid")  # another pod of that name: not this one
         assert not copy.peek("shop", "a")["metadata"].get("deletionTimestamp")  # type: ignore[index]
@@ -260,10 +256,6 @@ async def test_a_pod_the_controller_deleted_is_not_live_until_the_watch_removes_
         assert kept is not None
         assert kept["metadata"]["resourceVersion"] == "6"
         assert kept["metadata"]["deletionTimestamp"]  # still terminating, not live again
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def test_a_selector_finds_exactly_the_objects_carrying_all_its_labels_after_relabelling() -> None:

@@ -72,8 +72,7 @@ class WatchCache:
     _deleting: set[str] = field(default_factory=set, repr=False)
     #: Set once the first list is in: for waiting in tests and benchmarks.
     listed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-    #: Events applied, lists made (for tests and benchmarks).
-    events: int = 0
+    #: Lists made (a watch from a forgotten version lists again; for tests).
     lists: int = 0
 
     # ------------------------------------------------------------------ reading
@@ -99,9 +98,6 @@ class WatchCache:
         else:
             candidates = self._by_namespace.get(namespace, {})
         return [_copied(obj) for obj in candidates.values() if _matches(obj, labels)]
-
-    def __len__(self) -> int:
-        return len(self._store)
 
     # ------------------------------------------------------------------ the controller's writes
     def wrote(self, obj: Obj) -> None:
@@ -220,7 +216,6 @@ class WatchCache:
             self._remove(_key(obj))
         if version:
             self._version = str(version)
-        self.events += 1
 
     # ------------------------------------------------------------------ the store
     def _put(self, obj: Obj, *, notify: bool = True) -> None:
