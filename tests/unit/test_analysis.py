@@ -336,6 +336,19 @@ def test_the_analysis_status_round_trips() -> None:
     assert again == rel.status
 
 
+@pytest.mark.parametrize("answer", [Result(1.0), Result(None), Result(error="timeout")])
+def test_the_analysis_status_has_no_null_the_api_server_would_drop(answer: Result) -> None:
+    # A null inside a status list is dropped by the API server; a status carrying one never
+    # equals what the server kept, so every pass would write it again.
+    rel = Release(props(ERRORS), lambda name, role: answer)
+    rel.tick()
+    rel.run(3)
+    raw = rel.status.to_dict()
+    for key in ("analysis", "measurements", "plan", "timeline", "conditions"):
+        for item in raw.get(key) or ():
+            assert None not in item.values(), (key, item)
+
+
 def test_kubectl_progressive_status_shows_the_measurements_as_a_table() -> None:
     rel = Release(props(ERRORS), lambda name, role: Result(1.02))
     rel.tick()

@@ -216,7 +216,6 @@ def test_plan_to_status_uses_the_contract_field_names() -> None:
             "step": 1,
             "newPods": 2,
             "oldPods": 4,
-            "partition": None,
             "canaryReplicas": 2,
             "weight": 50,
             "matches": [
@@ -228,6 +227,17 @@ def test_plan_to_status_uses_the_contract_field_names() -> None:
             "wait": {"kind": "approval", "seconds": 0},
         }
     ]
+
+
+def test_plan_to_status_leaves_out_what_a_step_does_not_have() -> None:
+    # The API server drops a null inside a list: a plan carrying one would never equal what the
+    # server keeps, and every pass would write the status again (found at 100 releases in
+    # flight: 10 of a release's 15 status writes changed nothing).
+    strategy = _strategy(Step(replicas="50%"), Step(replicas="100%"))
+    for step in plan_to_status(plan(strategy, "StatefulSet", 4)):
+        assert None not in step.values()
+        assert "weight" not in step
+        assert "canaryReplicas" not in step
 
 
 # --------------------------------------------------------------------------------------------

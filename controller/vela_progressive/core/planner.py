@@ -322,19 +322,24 @@ def plan_to_status(plan: Plan) -> list[dict[str, Any]]:
     >>> from vela_progressive.core.model import Step, Strategy
     >>> plan_to_status(plan(Strategy(steps=(Step(replicas=2, duration=5),)), "StatefulSet", 4))
     ... # doctest: +NORMALIZE_WHITESPACE
-    [{'step': 1, 'newPods': 2, 'oldPods': 2, 'partition': 2, 'canaryReplicas': None,
-      'weight': None, 'matches': [], 'wait': {'kind': 'duration', 'seconds': 5}}]
+    [{'step': 1, 'newPods': 2, 'oldPods': 2, 'partition': 2, 'matches': [],
+      'wait': {'kind': 'duration', 'seconds': 5}}]
+
+    A field a step does not have is left out, not written as ``null``: the API server drops
+    a null inside a list, and a plan that differs from what the server keeps would be
+    written again on every pass.
     """
-    return [
-        {
-            "step": s.index,
-            "newPods": s.new_pods,
-            "oldPods": s.old_pods,
-            "partition": s.partition,
-            "canaryReplicas": s.canary_replicas,
-            "weight": s.weight,
-            "matches": [match_to_dict(m) for m in s.matches],
-            "wait": {"kind": s.wait.kind.value, "seconds": s.wait.seconds},
-        }
-        for s in plan.steps
-    ]
+    out: list[dict[str, Any]] = []
+    for s in plan.steps:
+        step: dict[str, Any] = {"step": s.index, "newPods": s.new_pods, "oldPods": s.old_pods}
+        for key, value in (
+            ("partition", s.partition),
+            ("canaryReplicas", s.canary_replicas),
+            ("weight", s.weight),
+        ):
+            if value is not None:
+                step[key] = value
+        step["matches"] = [match_to_dict(m) for m in s.matches]
+        step["wait"] = {"kind": s.wait.kind.value, "seconds": s.wait.seconds}
+        out.append(step)
+    return out

@@ -7,7 +7,6 @@ and the decision function works on a shallow copy, so a status is never changed 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
@@ -407,6 +406,17 @@ _RETIRED = ("rollingBack", "trafficRestoredAt")
 _T = TypeVar("_T")
 
 
+def _kept(item: Obj) -> Obj:
+    """A list item as the API server keeps it: without its ``null`` fields, which the server
+    drops. A status that differs from what the server kept only by them would be written again
+    on every pass.
+
+    >>> _kept({"name": "errors", "nextAt": None})
+    {'name': 'errors'}
+    """
+    return {k: v for k, v in item.items() if v is not None}
+
+
 def _items(raw: object, read: Callable[[Obj, datetime], _T], now: datetime) -> tuple[_T, ...]:
     if not isinstance(raw, list):
         return ()
@@ -496,9 +506,9 @@ class RolloutStatus:
             if isinstance(value, datetime):
                 value = iso(value)
             elif attr == "plan":
-                value = [copy.copy(p) for p in value] if value else None
+                value = [_kept(p) for p in value] if value else None
             elif attr in ("conditions", "timeline", "analysis", "measurements"):
-                value = [v.to_dict() for v in value] if value else None
+                value = [_kept(v.to_dict()) for v in value] if value else None
             elif isinstance(value, StrEnum):
                 value = value.value
             out[key] = value
