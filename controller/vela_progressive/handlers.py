@@ -31,9 +31,9 @@ environment so the same image runs in the cluster and on a laptop:
                                (default 50): one pass per burst of status writes
 ``VP_HEAP_TRIM_SECONDS``       hand memory freed by passes back to the OS at most this
                                often (default 60; ``0``: never; glibc's ``malloc_trim``)
-``VP_WATCH_CACHE``             ``on`` (default): pods and ReplicaSets are read from a
-                               watch-backed copy (``shell.cache``); ``off``: listed on
-                               every pass
+``VP_WATCH_CACHE``             ``on`` (default): pods, ReplicaSets, Deployments,
+                               StatefulSets and DaemonSets are read from watch-backed
+                               copies (``shell.cache``); ``off``: asked for on every pass
 ``VP_SHARD``                   ``i/N``: drive only the rollouts of shard ``i`` of ``N`` (a
                                stable hash of namespace/name; ``core.placement``)
 ``VP_PEERING``                 join this Kopf peering (a ``ClusterKopfPeering``, made if
@@ -52,7 +52,6 @@ import math
 import os
 import sys
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -89,7 +88,7 @@ METRICS_PORT = os.environ.get("VP_METRICS_PORT", "8081")
 COALESCE = float(os.environ.get("VP_COALESCE_MS", "50")) / 1000
 #: Seconds between heap trims after passes ran (VP_HEAP_TRIM_SECONDS; 0: never).
 HEAP_TRIM = float(os.environ.get("VP_HEAP_TRIM_SECONDS", "60"))
-#: Read pods and ReplicaSets from watch-backed copies (VP_WATCH_CACHE).
+#: Read pods, ReplicaSets and the core workload kinds from watch-backed copies (VP_WATCH_CACHE).
 WATCH_CACHE = os.environ.get("VP_WATCH_CACHE", "on") != "off"
 METRICS_ADDR = os.environ.get("VP_METRICS_ADDR", "0.0.0.0" if MODE == "incluster" else "127.0.0.1")
 log = logging.getLogger("vela_progressive")
@@ -190,9 +189,14 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -
     settings.admission.managed = f"hold.{API_GROUP}"
 
 
+#: Workload kinds read from watch-backed copies (the core kinds; a CRD's may not be installed).
+#: Their changes wake rollouts through the copy, not through a Kopf handler of their own.
+COPIED_WORKLOADS = tuple(k for k in registry.REGISTRY if k.api_version == "apps/v1")
+
+
 def _watch_copies(kube: Kube, memo: Any) -> list[asyncio.Task[None]]:
-    """Pods and ReplicaSets read from memory; a change that may move a release wakes the
-    rollout of its workload."""
+    """Pods, ReplicaSets and the core workload kinds read from memory; a change that may move a
+    release wakes the rollout of its workload."""
     replicasets = WatchCache(kube, "apps/v1", "ReplicaSet")
 
     def changed(old: Obj | None, new: Obj | None) -> None:
@@ -204,12 +208,14 @@ def _watch_copies(kube: Kube, memo: Any) -> list[asyncio.Task[None]]:
                 _wake(memo, (namespace, rollout))
 
     replicasets.on_change = changed
-    pods = WatchCache(kube, "v1", "Pod", on_change=changed)
-    for copy in (replicasets, pods):
-        kube.copies[copy.api_version, copy.kind] = copy
-    return [
-        asyncio.create_task(copy.run(), name=f"watch-{copy.kind}") for copy in (replicasets, pods)
+    copies = [
+        replicasets,
+        WatchCache(kube, "v1", "Pod", on_change=changed),
+        *(WatchCache(kube, k.api_version, k.kind, on_change=changed) for k in COPIED_WORKLOADS),
     ]
+    for copy in copies:
+        kube.copies[copy.api_version, copy.kind] = copy
+    return [asyncio.create_task(copy.run(), name=f"watch-{copy.kind}") for copy in copies]
 
 
 def _owned(namespace: str | None, name: str, **_: Any) -> bool:
@@ -343,18 +349,22 @@ async def rollout_changed(
 
 
 async def workload_changed(
-    namespace: str | None, name: str, labels: Mapping[str, str], memo: Any, **kwargs: Any
+    namespace: str | None, body: kopf.Body, memo: Any, **kwargs: Any
 ) -> None:
     index: kopf.Index[Key, str] = kwargs["rollouts_by_workload"]
-    workload = labels.get(CANARY_OF_LABEL) or name
-    for rollout in index.get((namespace or "", workload), []):
+    workload = workload_of(dict(body), lambda name: None)
+    for rollout in index.get((namespace or "", workload or ""), []):
         _wake(memo, (namespace or "", rollout))
 
 
 # A change of a governed workload of any registered kind, or of an object a release style made
 # for one (the <name>-canary Deployment), wakes its rollout. So does a KubeVela workload that
-# lost the hold label (the trait was removed): its rollout hands it back at once.
+# lost the hold label (the trait was removed): its rollout hands it back at once. The copied
+# kinds wake their rollouts from their copies (``_watch_copies``): no second watch of them.
+_COPIED = {(k.group, k.version, k.plural) for k in COPIED_WORKLOADS} if WATCH_CACHE else set()
 for _kind in registry.REGISTRY:
+    if (_kind.group, _kind.version, _kind.plural) in _COPIED:
+        continue
     kopf.on.event(_kind.group, _kind.version, _kind.plural, labels={HOLD_LABEL: "true"})(
         workload_changed
     )
@@ -365,6 +375,8 @@ for _kind in registry.REGISTRY:
         labels={HOLD_LABEL: kopf.ABSENT, APP_REVISION_LABEL: kopf.PRESENT},
     )(workload_changed)
 for _group, _version, _plural in registry.companions():
+    if (_group, _version, _plural) in _COPIED:
+        continue
     kopf.on.event(_group, _version, _plural, labels={CANARY_OF_LABEL: kopf.PRESENT})(
         workload_changed
     )

@@ -1,9 +1,9 @@
-"""The watch-backed copies of pods and ReplicaSets against the real API server: what a pass reads
-from memory is what the server lists, a pod turning Ready is reported with the workload it
-belongs to, a watch the server ends is resumed where it stopped, and reads fall back to the
-server whenever the copy is not current. (A watch from a version the server no longer keeps, and
-a role without ``watch``, are in tests/unit/test_watch_cache.py: a young test world keeps every
-version.)"""
+"""The watch-backed copies of pods, ReplicaSets and workloads against the real API server: what
+a pass reads from memory is what the server lists, a pod turning Ready is reported with the
+workload it belongs to, a watch the server ends is resumed where it stopped, and reads fall back
+to the server whenever the copy is not current. (A watch from a version the server no longer
+keeps, and a role without ``watch``, are in tests/unit/test_watch_cache.py: a young test world
+keeps every version.)"""
 
 from __future__ import annotations
 
@@ -103,6 +103,48 @@ async def test_pods_and_replicasets_read_from_memory_match_what_the_server_lists
     assert not pods.ready()
     assert len(await kube.list("v1", "Pod", namespace, label_selector="app=cached")) == 3
     assert sum(kube.requests.values()) == before + 2
+
+
+async def test_a_workload_read_from_memory_is_what_the_server_has_and_any_change_is_reported(
+    kube: Kube, namespace: str
+) -> None:
+    reported: list[str | None] = []
+    deployments = WatchCache(
+        kube,
+        "apps/v1",
+        "Deployment",
+        on_change=lambda old, new: reported.append(workload_of(new or {}, lambda name: None)),
+    )
+    async with _following(deployments):
+        await kube.create(_deployment(namespace, 1))
+        server = Kube(kube.api)  # the same connection, no copies: asks the server
+        await kube.patch(
+            "apps/v1", "Deployment", "cached", namespace, {"metadata": {"labels": {"tier": "a"}}}
+        )
+
+        async def same() -> bool:
+            got = await server.get("apps/v1", "Deployment", "cached", namespace)
+            kept = deployments.get(namespace, "cached")
+            return (
+                got is not None
+                and kept is not None
+                and got["metadata"]["resourceVersion"] == kept["metadata"]["resourceVersion"]
+                and (got.get("status") or {}).get("replicas") == 1
+            )
+
+        await _eventually(same)
+        got = await server.get("apps/v1", "Deployment", "cached", namespace)
+        assert got is not None
+        kube.copies = {("apps/v1", "Deployment"): deployments}
+        before = sum(kube.requests.values())
+        kept = await kube.get("apps/v1", "Deployment", "cached", namespace)
+        assert sum(kube.requests.values()) == before
+        assert kept is not None
+        assert kept["spec"] == got["spec"]
+        assert kept["metadata"]["labels"] == {"tier": "a"}
+        # the label change is a change of the workload (not of counts): it was reported
+        assert set(reported) == {"cached"}
+        assert len(reported) >= 3  # created, relabelled, its status written
 
 
 async def test_a_pod_turning_ready_is_reported_with_its_deployment(

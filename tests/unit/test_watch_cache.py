@@ -11,6 +11,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from vela_progressive.core.watched import workload_of
+from vela_progressive.core.workloads.common import CANARY_OF_LABEL as CANARY
 from vela_progressive.shell.cache import WatchCache
 from vela_progressive.shell.kube import KubeError
 
@@ -154,6 +156,55 @@ async def test_only_a_change_of_readiness_phase_or_existence_wakes() -> None:
         assert kept["metadata"]["resourceVersion"] == "12"
         assert "spec" not in kept
         assert "managedFields" not in kept["metadata"]
+
+
+def _deployment(name: str, version: str, **labels: str) -> Obj:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "resourceVersion": version,
+            "labels": labels,
+        },
+        "spec": {"replicas": 2},
+    }
+
+
+async def test_any_change_of_a_workload_wakes_its_own_rollout() -> None:
+    woken: list[tuple[Obj | None, Obj | None]] = []
+    server = _Server(
+        [[_deployment("web", "5")]],
+        [
+            [
+                # an annotation, a label: not counts, still a change of the workload
+                {"type": "MODIFIED", "object": _deployment("web", "11", tier="front")},
+                {"type": "ADDED", "object": _deployment("web-canary", "12", **{CANARY: "web"})},
+                {"type": "MODIFIED", "object": _deployment("web", "11", tier="front")},  # again
+            ]
+        ],
+    )
+    copy = WatchCache(
+        server,  # type: ignore[arg-type]
+        "apps/v1",
+        "Deployment",
+        on_change=lambda old, new: woken.append((old, new)),
+    )
+    async with _running(copy, server):
+        assert [workload_of(n or {}, lambda name: None) for _, n in woken] == ["web", "web"]
+        assert copy.get("shop", "web") is not None
+        assert copy.get("shop", "web")["spec"] == {"replicas": 2}  # type: ignore[index]
+
+
+def test_the_answer_to_a_write_wakes_no_rollout() -> None:
+    # The pass that wrote goes on from the answer itself; waking it again would be a pass more.
+    woken: list[tuple[Obj | None, Obj | None]] = []
+    copy = _copy(_Server([[]], []), woken)
+    copy.wrote(_pod("a", "30", ready=True))
+    copy.wrote(_pod("a", "31", ready=False))
+    assert woken == []
+    assert copy.peek("shop", "a")["metadata"]["resourceVersion"] == "31"  # type: ignore[index]
 
 
 async def test_a_watch_from_a_forgotten_version_lists_again_and_reports_what_changed() -> None:

@@ -14,7 +14,7 @@ from vela_progressive.core.workloads import (
     registry,
 )
 from vela_progressive.shell.kube import KNOWN_KINDS
-from vela_progressive.shell.workloads import CANARY_OF_LABEL, adapter_for
+from vela_progressive.shell.workloads import adapter_for
 
 STRATEGY = Strategy(steps=(Step(replicas="100%"),))
 
@@ -66,7 +66,7 @@ def test_an_unknown_kind_or_style_has_no_adapter() -> None:
     assert hold_patch("CronJob", {"spec": {}}, {"spec": {"template": {"a": 1}}}) is None
 
 
-def test_kopf_has_a_hold_webhook_and_a_watch_per_kind() -> None:
+def test_kopf_has_a_hold_webhook_per_kind_and_a_watch_per_kind_not_copied() -> None:
     registered = kopf.get_default_registry()
     hooks = {
         (h.selector.group, h.selector.any_name, h.id)
@@ -87,11 +87,14 @@ def test_kopf_has_a_hold_webhook_and_a_watch_per_kind() -> None:
         if h.fn is handlers.workload_changed
     }
     released = (HOLD_LABEL, APP_REVISION_LABEL)  # a KubeVela workload whose trait was removed
-    kinds = {(k.group, k.plural) for k in registry.REGISTRY}
+    # The core kinds wake their rollouts from their watch-backed copies (handlers._watch_copies),
+    # the others through Kopf: every kind one way, none both.
+    copied = {(k.group, k.plural) for k in handlers.COPIED_WORKLOADS}
+    assert copied == {("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets")}
+    kinds = {(k.group, k.plural) for k in registry.REGISTRY} - copied
     assert watches == {
         *((group, plural, (HOLD_LABEL,)) for group, plural in kinds),
         *((group, plural, released) for group, plural in kinds),
-        ("apps", "deployments", (CANARY_OF_LABEL,)),
     }
 
 

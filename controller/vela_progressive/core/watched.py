@@ -1,15 +1,17 @@
-"""What the controller keeps of the pods and ReplicaSets it watches, and when a change matters.
+"""What the controller keeps of the objects it watches, and when a change matters.
 
-The shell keeps a watch-backed copy of every pod and ReplicaSet (``shell.cache``) so a pass reads
-them from memory instead of listing them. These are its pure rules:
+The shell keeps a watch-backed copy of every pod, ReplicaSet, Deployment, StatefulSet and
+DaemonSet (``shell.cache``) so a pass reads them from memory instead of asking the API server.
+These are its pure rules:
 
 - :func:`trim`: the part of an object a release reads. A pod keeps its metadata and status (the
   readiness, phase and container states a step and its diagnosis look at), not its spec; every
   object loses ``managedFields``. What a pass never reads costs memory for every pod of the
   cluster.
 - :func:`signature`: the part whose change may move a release (a pod's readiness, a
-  ReplicaSet's counts). Only such a change wakes a rollout; a pod's status heartbeat does not.
-- :func:`workload_of`: the workload a pod or ReplicaSet belongs to, so its change wakes that
+  ReplicaSet's counts, anything of a workload). Only such a change wakes a rollout; a pod's
+  status heartbeat does not.
+- :func:`workload_of`: the workload an object is or belongs to, so its change wakes that
   workload's rollout.
 - :func:`parse_selector`: a label selector query the copy can answer (equality only).
 - :func:`stale`: an event older than what the copy already has (the answer of the controller's
@@ -43,16 +45,21 @@ def signature(obj: Obj) -> Hashable:
     """What about ``obj`` may move a release; a change of anything else wakes no rollout.
 
     A pod: whether it is Ready, its phase, whether it is terminating. A ReplicaSet: its desired
-    and counted replicas, and whether it is being deleted.
+    and counted replicas, and whether it is being deleted. A workload: any change (a new
+    template, a label, an operation, its status), so its ``resourceVersion``.
 
     >>> signature({"kind": "Pod", "metadata": {}, "status": {"phase": "Running"}})
     ('Running', False, False)
+    >>> signature({"kind": "Deployment", "metadata": {"resourceVersion": "7"}})
+    ('7', False)
     """
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
     terminating = bool(meta.get("deletionTimestamp"))
     if obj.get("kind") == "Pod":
         return (status.get("phase"), is_ready(obj), terminating)
+    if obj.get("kind") and obj.get("kind") not in OWNED_KINDS:
+        return (meta.get("resourceVersion"), terminating)
     return (
         (obj.get("spec") or {}).get("replicas"),
         status.get("replicas"),
@@ -63,12 +70,20 @@ def signature(obj: Obj) -> Hashable:
     )
 
 
-def workload_of(obj: Obj, replicaset: Callable[[str], Obj | None]) -> str | None:
-    """The name of the workload (in the object's namespace) a pod or ReplicaSet belongs to.
+#: Kinds whose change belongs to the workload that owns them; any other kind is a workload.
+OWNED_KINDS = ("Pod", "ReplicaSet")
 
-    The canary label names it on whatever a canary-style release made; otherwise the controller
-    owner does, through the ReplicaSet (``replicaset(name)``) for a Deployment's pod. ``None``:
-    nothing governs it, or its ReplicaSet is not known (yet).
+
+def workload_of(obj: Obj, replicaset: Callable[[str], Obj | None]) -> str | None:
+    """The name of the workload (in the object's namespace) an object belongs to: a workload
+    itself, or the workload a pod or ReplicaSet belongs to.
+
+    The canary label names it on whatever a canary-style release made; a workload is its own;
+    otherwise the controller owner does, through the ReplicaSet (``replicaset(name)``) for a
+    Deployment's pod. ``None``: nothing governs it, or its ReplicaSet is not known (yet).
+
+    >>> workload_of({"kind": "Deployment", "metadata": {"name": "web"}}, lambda name: None)
+    'web'
 
     >>> pod = {"metadata": {"ownerReferences": [
     ...     {"kind": "ReplicaSet", "name": "web-7d9", "controller": True}]}}
@@ -80,6 +95,8 @@ def workload_of(obj: Obj, replicaset: Callable[[str], Obj | None]) -> str | None
     canary = labels_of(obj).get(CANARY_OF_LABEL)
     if canary:
         return canary
+    if obj.get("kind") and obj.get("kind") not in OWNED_KINDS:
+        return str((obj.get("metadata") or {}).get("name", "")) or None
     owner = _controller(obj)
     if owner is None:
         return None

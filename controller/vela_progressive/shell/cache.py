@@ -1,8 +1,10 @@
-"""A watch-backed copy of one kind, cluster-wide: a pass reads pods and ReplicaSets from memory.
+"""A watch-backed copy of one kind, cluster-wide: a pass reads its workload, the workload's
+ReplicaSets and its pods from memory.
 
 Every pass of a release used to LIST the pods and ReplicaSets of its workload: at 1,000 releases
 in flight, 68 of a release's 140 API requests, and a good part of the controller's CPU decoding
-them (docs/benchmarks.md). A :class:`WatchCache` lists the kind once, then follows one watch
+them; once those came from memory, the GET of the workload itself was most of what was left
+(docs/benchmarks.md). A :class:`WatchCache` lists the kind once, then follows one watch
 (bookmarks on, resumed from the last ``resourceVersion``, listed again after ``410 Gone``), and
 answers ``get``/``list`` by label equality from memory.
 
@@ -103,9 +105,12 @@ class WatchCache:
     def wrote(self, obj: Obj) -> None:
         """The server's answer to a create or patch of this kind (or a fresh read): kept at once,
         unless the watch already brought a newer version (under load the answer of a create can
-        arrive after the events of the changes that followed it)."""
+        arrive after the events of the changes that followed it). It wakes no rollout: the pass
+        that wrote it goes on from the answer itself."""
         if obj.get("metadata", {}).get("name") and not stale(self._store.get(_key(obj)), obj):
-            self._put(trim({"apiVersion": self.api_version, "kind": self.kind, **obj}))
+            self._put(
+                trim({"apiVersion": self.api_version, "kind": self.kind, **obj}), notify=False
+            )
 
     def deleted(self, namespace: str, name: str, uid: str | None) -> None:
         """A delete the controller made: the object shows as terminating at once (a pod with a
