@@ -282,6 +282,39 @@ async def test_a_missing_workload_is_reported_and_nothing_is_created(
     assert await kube.list("apps/v1", "ReplicaSet", namespace) == []
 
 
+@pytest.mark.parametrize(("kind", "mode"), KINDS[:2])
+async def test_a_workload_being_deleted_is_left_to_the_garbage_collector(
+    controller: Controller, kube: Kube, namespace: str, kind: str, mode: dict[str, str]
+) -> None:
+    # A namespace or an application being deleted: the rollout's next pass must not move pods
+    # (it used to start the release again and patch ReplicaSets the collector was deleting).
+    rel = Release(kube, namespace, kind)
+    await rel.create(4, APPROVAL_STEPS, **mode)
+    await rel.set_image(V2, "app-v2")
+    await rel.wait_step(1)
+    keep = {"metadata": {"finalizers": ["example.com/keep"]}}
+    await kube.patch("apps/v1", kind, rel.name, namespace, keep)
+    await kube.delete("apps/v1", kind, rel.name, namespace)
+    try:
+
+        async def reported() -> bool:
+            return "is being deleted" in ((await rel.cr()).get("status") or {}).get("message", "")
+
+        await eventually(reported, 30, "the rollout to report its workload being deleted")
+        before = sorted(
+            (p["metadata"]["name"], p["spec"]["containers"][0]["image"]) for p in await rel.pods()
+        )
+        await rel.approve(1)  # would move pods to step 2 of a live workload
+        await asyncio.sleep(3)
+        after = sorted(
+            (p["metadata"]["name"], p["spec"]["containers"][0]["image"]) for p in await rel.pods()
+        )
+        assert after == before
+        assert (await rel.cr())["status"]["currentStep"] == 1
+    finally:
+        await kube.patch("apps/v1", kind, rel.name, namespace, {"metadata": {"finalizers": None}})
+
+
 async def test_a_step_that_cannot_become_ready_fails_with_the_reason(
     controller: Controller, kube: Kube, namespace: str
 ) -> None:

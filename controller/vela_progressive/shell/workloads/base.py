@@ -34,7 +34,7 @@ __all__ = ["CANARY_OF_LABEL", "Adapter", "WorkloadAdapter", "WorkloadMissing", "
 
 
 class WorkloadMissing(Exception):
-    """The workload the rollout points at does not exist."""
+    """The workload the rollout points at does not exist, or is being deleted."""
 
 
 class WorkloadAdapter(Protocol):
@@ -144,6 +144,10 @@ class Adapter:
         workload = await self.kube.get(self.api_version, self.kind, self.name, self.namespace)
         if workload is None:
             raise WorkloadMissing(f"{self.kind} {self.namespace}/{self.name} not found")
+        if workload["metadata"].get("deletionTimestamp"):
+            # Deleted with its namespace or its application: nothing to release, and a pass
+            # that moved pods would only fight the garbage collector for them.
+            raise WorkloadMissing(f"{self.kind} {self.namespace}/{self.name} is being deleted")
         found = [await read(self.kube, self.namespace, r) for r in self.style.reads(workload)]
         self._obs = self.style.observed(workload, found, self.owner)
         return self.style.view(self._obs, stable_hint)
