@@ -300,16 +300,17 @@ async def test_a_workload_being_deleted_is_left_to_the_garbage_collector(
         async def reported() -> bool:
             return "is being deleted" in ((await rel.cr()).get("status") or {}).get("message", "")
 
+        async def pods() -> list[tuple[str, str]]:
+            return sorted(
+                (p["metadata"]["name"], p["spec"]["containers"][0]["image"])
+                for p in await rel.pods()
+            )
+
         await eventually(reported, 30, "the rollout to report its workload being deleted")
-        before = sorted(
-            (p["metadata"]["name"], p["spec"]["containers"][0]["image"]) for p in await rel.pods()
-        )
+        before = await pods()
         await rel.approve(1)  # would move pods to step 2 of a live workload
         await asyncio.sleep(3)
-        after = sorted(
-            (p["metadata"]["name"], p["spec"]["containers"][0]["image"]) for p in await rel.pods()
-        )
-        assert after == before
+        assert await pods() == before
         assert (await rel.cr())["status"]["currentStep"] == 1
     finally:
         await kube.patch("apps/v1", kind, rel.name, namespace, {"metadata": {"finalizers": None}})
