@@ -22,6 +22,7 @@ These are its pure rules:
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
+from sys import intern
 from typing import Any
 
 from vela_progressive.core.workloads.common import CANARY_OF_LABEL, is_ready, labels_of
@@ -30,7 +31,8 @@ Obj = dict[str, Any]
 
 
 def trim(obj: Obj) -> Obj:
-    """``obj`` without what no release reads (``managedFields``; a pod's spec).
+    """``obj`` without what no release reads (``managedFields``; a pod's spec), its strings
+    shared (:func:`compact`).
 
     >>> trim({"kind": "Pod", "metadata": {"name": "a", "managedFields": [{}]},
     ...       "spec": {"containers": []}, "status": {"phase": "Running"}})
@@ -38,7 +40,31 @@ def trim(obj: Obj) -> Obj:
     """
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
     kept = {k: v for k, v in obj.items() if not (k == "spec" and obj.get("kind") == "Pod")}
-    return {**kept, "metadata": meta}
+    compacted: Obj = compact({**kept, "metadata": meta})
+    return compacted
+
+
+#: Strings up to this length are shared between the copies (keys, labels, images, conditions,
+#: timestamps); a longer one is rarely repeated.
+SHARED_STRING = 64
+
+
+def compact(value: Any) -> Any:
+    """Decoded JSON rebuilt with its keys and short strings interned: every decoded object
+    brings its own copy of ``"metadata"``, ``"lastTransitionTime"``, ``"Ready"``..., a third of
+    what a copy of a pod, a ReplicaSet or a workload weighs. Equal to ``value``.
+
+    >>> a, b = compact({"status": "True"}), compact({"status": "True"})
+    >>> next(iter(a)) is next(iter(b)) and a["status"] is b["status"]
+    True
+    """
+    if type(value) is dict:
+        return {intern(k): compact(v) for k, v in value.items()}
+    if type(value) is list:
+        return [compact(v) for v in value]
+    if type(value) is str and len(value) <= SHARED_STRING:
+        return intern(value)
+    return value
 
 
 def signature(obj: Obj) -> Hashable:
