@@ -353,8 +353,9 @@ async def workload_changed(
 ) -> None:
     index: kopf.Index[Key, str] = kwargs["rollouts_by_workload"]
     workload = workload_of(dict(body), lambda name: None)
-    for rollout in index.get((namespace or "", workload or ""), []):
-        _wake(memo, (namespace or "", rollout))
+    if workload:
+        for rollout in index.get((namespace or "", workload), []):
+            _wake(memo, (namespace or "", rollout))
 
 
 # A change of a governed workload of any registered kind, or of an object a release style made
