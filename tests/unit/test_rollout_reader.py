@@ -152,3 +152,59 @@ def test_a_settled_reader_holds_nothing_of_the_last_pass() -> None:
     reader.settled()
     assert reader._known is None
     assert reader._read_intent is None, "the pass' intent refers into the rollout it read"
+
+
+def test_a_watch_that_has_not_yet_shown_the_loop_s_own_writes_costs_no_read() -> None:
+    server = Server()
+    reader = _reader(server)
+    trailing = server.obj()  # version 1: what the watch shows through the next writes
+    asyncio.run(reader.read(trailing))
+    for version in (2, 3):
+        server.version = version
+        reader.wrote_status({**server.obj(), "status": {"phase": f"step {version}"}})
+        got = asyncio.run(reader.read(trailing))
+        assert got is not None
+        assert got["status"] == {"phase": f"step {version}"}, "the answer, not the old view"
+    server.version = 2
+    assert asyncio.run(reader.read(server.obj())) is not None  # the watch caught up halfway
+    assert server.gets == 1
+
+
+def test_a_version_the_loop_never_saw_its_copy_replace_is_read_again() -> None:
+    server = Server()
+    reader = _reader(server)
+    asyncio.run(reader.read(server.obj()))
+    server.version = 2
+    reader.wrote_status({**server.obj(), "status": {"phase": "Progressing"}})
+    server.version = 3  # someone approved a step after the write
+    got = asyncio.run(reader.read(server.obj()))
+    assert got is not None
+    assert got["metadata"]["resourceVersion"] == "3"
+    assert server.gets == 2
+
+
+def test_a_trailing_watch_is_no_reason_to_reuse_after_the_loop_wrote_the_rollout_itself() -> None:
+    server = Server()
+    reader = _reader(server)
+    trailing = server.obj()
+    asyncio.run(reader.read(trailing))
+    server.version = 2
+    reader.wrote_status(server.obj())
+    reader.forget()  # the pass then wrote the rollout's spec or metadata: no answer kept
+    asyncio.run(reader.read(trailing))
+    assert server.gets == 2
+
+
+def test_a_read_that_finds_the_server_ahead_of_the_watch_is_reused_until_the_watch_moves() -> None:
+    server = Server()
+    reader = _reader(server)
+    trailing = server.obj()
+    server.version = 2  # written by someone; the watch has not shown it yet
+    asyncio.run(reader.read(trailing))
+    asyncio.run(reader.read(trailing))
+    assert server.gets == 1
+    server.version = 3
+    got = asyncio.run(reader.read(server.obj()))
+    assert got is not None
+    assert got["metadata"]["resourceVersion"] == "3"
+    assert server.gets == 2
