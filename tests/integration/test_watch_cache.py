@@ -140,6 +140,9 @@ async def test_a_workload_read_from_memory_is_what_the_server_has_and_any_change
         kept = await kube.get("apps/v1", "Deployment", "cached", namespace)
         assert sum(kube.requests.values()) == before
         assert kept is not None
+        # a name the current copy does not have does not exist: no request for it either
+        assert await kube.get("apps/v1", "Deployment", "absent", namespace) is None
+        assert sum(kube.requests.values()) == before
         assert kept["spec"] == got["spec"]
         assert kept["metadata"]["labels"] == {"tier": "a"}
         # the label change is a change of the workload (not of counts): it was reported

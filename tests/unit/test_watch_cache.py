@@ -13,6 +13,7 @@ from typing import Any
 
 from vela_progressive.core.watched import workload_of
 from vela_progressive.core.workloads.common import CANARY_OF_LABEL as CANARY
+from vela_progressive.shell import cache
 from vela_progressive.shell.cache import WatchCache
 from vela_progressive.shell.kube import KubeError
 
@@ -71,16 +72,25 @@ class _Server:
     def __init__(self, lists: list[list[Obj]], watches: list[list[Obj] | KubeError]) -> None:
         self.lists, self.watches = lists, watches
         self.listed = 0
+        self.pages: list[dict[str, str]] = []  # the query of every list request
         self.opened: list[str] = []
         self.drained = asyncio.Event()
 
     async def path(self, api_version: str, kind: str, namespace: str | None) -> str:
         return "/api/v1/pods"
 
-    async def list_raw(self, path: str) -> Obj:
+    async def list_raw(self, path: str, query: list[tuple[str, str]] | None = None) -> Obj:
+        asked = dict(query or [])
+        self.pages.append(asked)
         items = self.lists[min(self.listed, len(self.lists) - 1)]
-        self.listed += 1
-        return {"metadata": {"resourceVersion": str(10 * self.listed)}, "items": items}
+        start = int(asked.get("continue", "0"))
+        end = start + int(asked.get("limit", len(items) or 1))
+        meta = {"resourceVersion": str(10 * (self.listed + 1))}
+        if end < len(items):
+            meta["continue"] = str(end)  # the next page of the same snapshot
+        else:
+            self.listed += 1
+        return {"metadata": meta, "items": items[start:end]}
 
     async def open_watch(self, path: str, query: list[tuple[str, str]], seconds: float) -> Any:
         self.opened.append(dict(query)["resourceVersion"])
@@ -350,3 +360,48 @@ async def test_the_answer_to_a_create_arriving_after_newer_events_is_not_kept() 
         kept = copy.peek("shop", "a")
         assert kept is not None
         assert kept["metadata"]["resourceVersion"] == "41"
+
+
+async def test_a_create_answer_arriving_after_the_deletion_does_not_bring_the_object_back() -> None:
+    a = _pod("a", "40")
+    a["metadata"]["uid"] = "uid-a"
+    server = _Server([[]], [[{"type": "ADDED", "object": a}, {"type": "DELETED", "object": a}]])
+    copy = _copy(server, [])
+    async with _running(copy, server):
+        copy.wrote(a)  # the create's answer, processed after the deletion
+        assert copy.peek("shop", "a") is None
+        again = _pod("a", "45")  # created again under the same name: a new object
+        again["metadata"]["uid"] = "uid-a2"
+        copy.wrote(again)
+        assert copy.peek("shop", "a") is not None
+
+
+def test_the_deleted_objects_remembered_are_bounded(monkeypatch: Any) -> None:
+    monkeypatch.setattr(cache, "GONE", 2)
+    copy = _copy(_Server([[]], []), [])
+    for n in range(3):
+        pod = _pod(f"p{n}", "1")
+        pod["metadata"]["uid"] = f"uid-{n}"
+        copy.wrote(pod)
+        copy._remove(("shop", f"p{n}"))
+    assert list(copy._gone) == ["uid-1", "uid-2"]
+
+
+async def test_the_first_list_comes_page_by_page(monkeypatch: Any) -> None:
+    monkeypatch.setattr(cache, "PAGE", 2)
+    server = _Server([[_pod(f"p{n}", str(n)) for n in range(5)]], [])
+    copy = _copy(server, [])
+    async with _running(copy, server):
+        assert sorted(p["metadata"]["name"] for p in copy.list("shop", {})) == [
+            "p0",
+            "p1",
+            "p2",
+            "p3",
+            "p4",
+        ]
+    assert server.pages == [
+        {"limit": "2"},
+        {"limit": "2", "continue": "2"},
+        {"limit": "2", "continue": "4"},
+    ]
+    assert server.opened == ["10"], "the watch starts from the snapshot the pages came from"

@@ -200,9 +200,10 @@ class Kube:
             copy.wrote(answer)
         return answer
 
-    async def list_raw(self, path: str) -> Obj:
-        """The answer of a LIST, as the server sent it (with its ``resourceVersion``)."""
-        return await self._call("GET", path)
+    async def list_raw(self, path: str, query: list[tuple[str, str]] | None = None) -> Obj:
+        """The answer of a LIST, as the server sent it (with its ``resourceVersion`` and, for a
+        page, its ``continue`` token)."""
+        return await self._call("GET", path, query=query)
 
     async def open_watch(
         self, path: str, query: list[tuple[str, str]], seconds: float
@@ -238,11 +239,12 @@ class Kube:
         """The object, or ``None`` when it does not exist."""
         copy = self._copy(api_version, kind)
         if copy is not None and namespace:
-            found = copy.get(namespace, name)
-            if found is not None:
-                self.from_memory[kind] += 1
-                return found
-            # Not in memory: gone, or made a moment ago and its event is still on the way.
+            # A name the current copy does not have did not exist when its watch last spoke.
+            # The controller's own creates are in it at once; one made by someone else a moment
+            # ago wakes its rollout when its event arrives (a workload's creation does), and a
+            # create of a name the copy missed is refused as AlreadyExists and tried again.
+            self.from_memory[kind] += 1
+            return copy.get(namespace, name)
         try:
             return await self._call("GET", await self.path(api_version, kind, namespace, name))
         except KubeError as exc:
