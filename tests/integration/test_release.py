@@ -316,6 +316,39 @@ async def test_a_workload_being_deleted_is_left_to_the_garbage_collector(
         await kube.patch("apps/v1", kind, rel.name, namespace, {"metadata": {"finalizers": None}})
 
 
+@pytest.mark.parametrize(("kind", "mode"), KINDS[:2])
+async def test_pods_going_missing_after_a_release_start_no_release(
+    controller: Controller, kube: Kube, namespace: str, kind: str, mode: dict[str, str]
+) -> None:
+    # After a release the old ReplicaSet is kept at zero replicas (history). Pods of the released
+    # revision going missing (deleted, evicted, a namespace being emptied) are the Deployment
+    # healing itself. The rollout used to take the empty ReplicaSet for a stable revision, start
+    # a release ("the hold webhook missed a template change") and pause the Deployment.
+    rel = Release(kube, namespace, kind)
+    await rel.create(4, [{"replicas": "50%"}, {"replicas": "100%"}], **mode)
+    await rel.set_image(V2, "app-v2")
+    await rel.approve_until(1)
+    await rel.approve(1)
+    await rel.wait_phase("Healthy")
+    await rel.assert_consistent(V2, 4)
+
+    async def told(reason: str) -> int:
+        events = await kube.list("v1", "Event", namespace)
+        return sum(e.get("count") or 1 for e in events if e.get("reason") == reason)
+
+    started = await told("ReleaseStarted")
+    for pod in (await rel.pods())[:3]:
+        await kube.delete("v1", "Pod", pod["metadata"]["name"], namespace)
+    await rel.wait_pods(V2, 4)  # replaced by the Deployment's own controller
+    await asyncio.sleep(2)
+    status = (await rel.cr())["status"]
+    assert status["phase"] == "Healthy", status["message"]
+    assert not [c for c in status.get("conditions") or [] if c["type"] == "HoldMissed"]
+    assert not (await rel.workload())["spec"].get("paused")
+    assert await told("HoldMissed") == 0
+    assert await told("ReleaseStarted") == started
+
+
 async def test_a_step_that_cannot_become_ready_fails_with_the_reason(
     controller: Controller, kube: Kube, namespace: str
 ) -> None:

@@ -175,6 +175,14 @@ ROWS = [
         phase=Phase.INITIALIZING,
     ),
     Row(
+        "a released revision whose pods are coming back stays healthy and starts nothing",
+        RolloutStatus(phase=Phase.HEALTHY, stable_revision="v2", message="released v2"),
+        d.Observation(view(new=7, old=0, held=False, stable_revision=None)),
+        actions=(),
+        phase=Phase.HEALTHY,
+        requeue=d.IDLE,
+    ),
+    Row(
         "upgrading pins the Services and scales",
         releasing(),
         d.Observation(view()),
@@ -425,7 +433,7 @@ def test_transition(row: Row) -> None:
     before = row.status.to_dict()
     decision = d.decide(row.status, row.rollout, row.obs, row.ops, row.now)
     if row.actions or row.name.startswith(
-        ("an invalid", "steps that", "a missing", "an unsettled", "a route")
+        ("an invalid", "steps that", "a missing", "an unsettled", "a route", "a released")
     ):
         assert tuple(kinds(decision)) == row.actions
     new = decision.status

@@ -16,7 +16,8 @@ from tests.support.fake_kube import FakeKube
 from vela_progressive.core.model import ReleaseMode
 from vela_progressive.core.traffic import ObjectRef
 from vela_progressive.core.workloads import ORIGINAL_ANNOTATION, POD_TEMPLATE_HASH, registry
-from vela_progressive.core.workloads.deployment_partition import pod
+from vela_progressive.core.workloads.common import Observed
+from vela_progressive.core.workloads.deployment_partition import deployment, pod, replicaset
 from vela_progressive.shell.kube import KubeError
 from vela_progressive.shell.workloads import WorkloadAdapter, adapter_for
 
@@ -176,3 +177,21 @@ def test_the_style_is_pure_and_computes_the_same_writes_twice() -> None:
         "metadata": {"resourceVersion": "1"},
         "spec": {"replicas": 5},
     }
+
+
+@pytest.mark.parametrize("mode", [ReleaseMode.BATCH, ReleaseMode.CANARY])
+def test_a_replicaset_scaled_to_zero_is_history_not_a_stable_revision(mode: ReleaseMode) -> None:
+    # After a release: the old ReplicaSet is kept at zero (revisionHistoryLimit). Pods of the
+    # current one going missing (deleted, evicted, the namespace being emptied) start nothing.
+    style = registry.style_for("Deployment", mode)
+    deploy = deployment(NS, NAME, 10, template("v2"), paused=False)
+    old = replicaset(deploy, template("v1"), 0, 1)
+    new = replicaset(deploy, template("v2"), 10, 2)
+    labels = new["spec"]["template"]["metadata"]["labels"]
+    pods = tuple(pod(NS, f"{new['metadata']['name']}-{n}", labels, new) for n in range(7))
+    view = style.view(Observed(deploy, (old, new), pods), None)
+    assert view.stable_revision is None
+    assert (view.new_pods, view.old_pods) == (7, 0)
+    # the same ReplicaSet still wanting pods is the revision a release protects
+    old["spec"]["replicas"] = 3
+    assert style.view(Observed(deploy, (old, new), pods), None).stable_revision is not None

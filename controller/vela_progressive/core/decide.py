@@ -458,6 +458,10 @@ def _no_release(p: _Pass) -> Decision:
         # The first revision is still rolling out: nothing stable to protect.
         if view.held:
             p.act(HandBack())
+        if s.phase is Phase.HEALTHY and s.stable_revision == view.update_revision:
+            # The released revision's own pods coming back (deleted, evicted, scaled up): the
+            # workload heals itself; their events wake the rollout.
+            return p.done(IDLE)
         s.phase, s.message = Phase.INITIALIZING, "the first revision is rolling out"
         return p.done(ACTIVE)
     if not view.held:

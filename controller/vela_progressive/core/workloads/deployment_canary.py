@@ -42,6 +42,7 @@ from vela_progressive.core.workloads.deployment_partition import (
     pod,
     replicaset,
     stable_example_template,
+    stable_replicaset,
 )
 
 SOURCE_HASH_ANNOTATION = f"{ANNOTATION_PREFIX}/source-template-hash"
@@ -100,10 +101,11 @@ class CanaryDeployment:
         }
         stable = stable_hint
         if stable is None:
-            others = [rs for pth, rs in by_hash.items() if pth not in new_pths]
-            if others:
-                biggest = max(others, key=lambda rs: rs["spec"].get("replicas", 0))
-                stable = template_hash(biggest["spec"]["template"])
+            protected = stable_replicaset(
+                [rs for pth, rs in by_hash.items() if pth not in new_pths]
+            )
+            if protected is not None:
+                stable = template_hash(protected["spec"]["template"])
         canary_current = [
             p
             for p in self._canary_pods(obs)

@@ -55,6 +55,14 @@ def _replicas(obj: Obj) -> int:
     return int(obj["spec"].get("replicas", 0) or 0)
 
 
+def stable_replicaset(others: Sequence[Obj]) -> Obj | None:
+    """Of a Deployment's ReplicaSets not on its current template, the one a release protects:
+    the one that wants the most pods. One scaled to zero is history (``revisionHistoryLimit``),
+    not a stable revision: with only those, pods missing from the current ReplicaSet (deleted,
+    evicted, a namespace being emptied) are the Deployment healing, not a release to start."""
+    return max((rs for rs in others if _replicas(rs) > 0), key=_replicas, default=None)
+
+
 def scale(rs: Obj, replicas: int, reason: str) -> Write:
     return patch_of(rs, {"spec": {"replicas": replicas}}, reason)
 
@@ -191,9 +199,11 @@ class PartitionDeployment:
         )
         stable = stable_hint
         if stable is None:
-            others = [rs for rs in obs.of_kind("ReplicaSet") if _pth(rs) != update]
-            if others:
-                stable = _pth(max(others, key=_replicas))
+            protected = stable_replicaset(
+                [rs for rs in obs.of_kind("ReplicaSet") if _pth(rs) != update]
+            )
+            if protected is not None:
+                stable = _pth(protected)
         new = [p for p in obs.pods if _pth(p) == update]
         return view_of(
             obs.workload,
