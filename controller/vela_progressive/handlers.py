@@ -294,6 +294,8 @@ async def _one_pass(
                 return None
             writes = reconciler.writes[namespace, name]
             outcome = await reconciler.reconcile(cr)
+            for answer in outcome.written:  # the pass' status writes before it acted
+                reader.wrote_status(answer)
             if outcome.changed:
                 reader.wrote_status(
                     await kube.patch(

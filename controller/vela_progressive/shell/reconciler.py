@@ -78,6 +78,9 @@ class Outcome:
     #: Whose pass it was, and what it did (``core.telemetry``): recorded once ``status`` is.
     subject: Subject | None = None
     signals: tuple[Signal, ...] = ()
+    #: The server's answers to the status writes the pass made before acting (oldest first):
+    #: the release loop goes on from the last one when ``status`` is what it already holds.
+    written: tuple[Obj, ...] = ()
 
 
 def _events(actions: tuple[Action, ...]) -> list[act.PostEvent]:
@@ -147,9 +150,11 @@ class Reconciler:
     _strategies: OrderedDict[tuple[str, int | None], tuple[Strategy | None, str, str | None]] = (
         field(default_factory=OrderedDict)
     )
-    #: Writes of each rollout (namespace, name) made by its passes: the release loop reads the
-    #: rollout again after a pass that wrote it (``shell.rollouts``).
+    #: Writes of each rollout (namespace, name) made by its passes other than status writes:
+    #: the release loop reads the rollout again after a pass that wrote it (``shell.rollouts``).
     writes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: The answers to each rollout's status writes in the pass under way (``Outcome.written``).
+    _answers: dict[tuple[str, str], list[Obj]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ entry points
     async def reconcile(self, cr: Obj) -> Outcome:
@@ -163,9 +168,17 @@ class Reconciler:
         by = identity.actors(annotations, self.stamp_key, where)
         ops = Operations.from_annotations(annotations, rollout.revision, by)
         pending: list[act.PostEvent] = []
-        decision = await self._pass(cr, status, rollout, ops, now, pending)
+        loop = (meta.get("namespace", ""), meta["name"])
+        answers = self._answers[loop] = []
+        try:
+            decision = await self._pass(cr, status, rollout, ops, now, pending)
+        finally:
+            del self._answers[loop]
         after = decision.status.to_dict()
-        changed = any(before.get(key) != value for key, value in after.items())
+        # Compared with what the server holds now: the pass' own last status write, if any (a
+        # step's status is written before its pods move, and usually is the pass' last word).
+        held = (answers[-1].get("status") or {}) if answers else before
+        changed = any(held.get(key) != value for key, value in after.items())
         return Outcome(
             status=after,
             requeue=decision.requeue,
@@ -173,6 +186,7 @@ class Reconciler:
             events=tuple(pending),
             subject=Subject(rollout.namespace, rollout.application, rollout.name),
             signals=telemetry.signals(status, decision.status),
+            written=tuple(answers),
         )
 
     async def announce(self, cr: Obj, events: tuple[act.PostEvent, ...]) -> None:
@@ -266,7 +280,6 @@ class Reconciler:
 
     async def _write_status(self, cr: Obj, status: RolloutStatus) -> None:
         meta = cr["metadata"]
-        self.writes[meta["namespace"], meta["name"]] += 1
         written = await self.kube.patch(
             cr["apiVersion"],
             cr["kind"],
@@ -281,6 +294,9 @@ class Reconciler:
         after = (written or {}).get("metadata") or {}
         if after.get("resourceVersion") and after.get("annotations") == meta.get("annotations"):
             meta["resourceVersion"] = after["resourceVersion"]
+        answers = self._answers.get((meta["namespace"], meta["name"]))
+        if answers is not None and written:
+            answers.append(written)
 
     async def _observe(
         self,
