@@ -68,6 +68,25 @@ def compact(value: Any) -> Any:
     return value
 
 
+def copied(value: Any) -> Any:
+    """A deep copy of decoded JSON (dicts, lists, scalars): what a pass may change is its own.
+    Several times faster than ``copy.deepcopy``, which a pass paid for on every object read
+    (at 1,000 releases in flight, 7% of the controller's CPU went to deep-copying the rollout
+    alone: docs/benchmarks.md).
+
+    >>> kept = {"spec": {"steps": [{"replicas": 1}]}}
+    >>> mine = copied(kept)
+    >>> mine["spec"]["steps"][0]["replicas"] = 2
+    >>> kept
+    {'spec': {'steps': [{'replicas': 1}]}}
+    """
+    if type(value) is dict:
+        return {k: copied(v) for k, v in value.items()}
+    if type(value) is list:
+        return [copied(v) for v in value]
+    return value
+
+
 #: Kinds whose change belongs to the workload that owns them; any other kind is a workload.
 OWNED_KINDS = ("Pod", "ReplicaSet")
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from vela_progressive.core.watched import deleting, signature, stale, trim
+from vela_progressive.core.watched import copied, deleting, signature, stale, trim
 from vela_progressive.shell.kube import Kube, KubeError
 
 Obj = dict[str, Any]
@@ -94,7 +94,7 @@ class WatchCache:
     def get(self, namespace: str, name: str) -> Obj | None:
         """A copy of the object, or ``None`` when the cache does not have it."""
         found = self._store.get((namespace, name))
-        return _copied(found) if found is not None else None
+        return copied(found) if found is not None else None
 
     def peek(self, namespace: str, name: str) -> Obj | None:
         """The kept object itself (not to be changed): for lookups that only read a field."""
@@ -108,7 +108,7 @@ class WatchCache:
             )
         else:
             candidates = self._by_namespace.get(namespace, {})
-        return [_copied(obj) for obj in candidates.values() if _matches(obj, labels)]
+        return [copied(obj) for obj in candidates.values() if _matches(obj, labels)]
 
     # ------------------------------------------------------------------ the controller's writes
     def wrote(self, obj: Obj) -> None:
@@ -318,13 +318,3 @@ def _labels(obj: Obj) -> dict[str, str]:
 def _matches(obj: Obj, labels: dict[str, str]) -> bool:
     have = _labels(obj)
     return all(have.get(k) == v for k, v in labels.items())
-
-
-def _copied(value: Any) -> Any:
-    """A deep copy of decoded JSON (dicts, lists, scalars): what a pass may change is its own.
-    Several times faster than ``copy.deepcopy``, which a pass paid for on every object read."""
-    if type(value) is dict:
-        return {k: _copied(v) for k, v in value.items()}
-    if type(value) is list:
-        return [_copied(v) for v in value]
-    return value

@@ -17,12 +17,12 @@ loop records which versions it saw its copy replace.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from vela_progressive.core.model import API_GROUP, API_VERSION, KIND
+from vela_progressive.core.watched import copied
 from vela_progressive.shell.kube import Kube
 
 Obj = dict[str, Any]
@@ -60,7 +60,7 @@ class RolloutReader:
             and version is not None
             and (version == known or version in self._behind)
         ):
-            got: Obj | None = copy.deepcopy(self._known)
+            got: Obj | None = copied(self._known)
         else:
             got = await self.kube.get(f"{API_GROUP}/{API_VERSION}", KIND, self.name, self.namespace)
             self._known = _kept(got) if got is not None else None
@@ -104,7 +104,8 @@ def _kept(obj: Obj) -> Obj:
     """The copy kept between passes, without ``managedFields`` (no pass reads them; they are
     a third of a rollout's size)."""
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
-    return copy.deepcopy({**obj, "metadata": meta})
+    kept: Obj = copied({**obj, "metadata": meta})
+    return kept
 
 
 def intent(obj: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -83,12 +83,20 @@ def key_of(api_version: str, kind: str) -> str:
 
 # ---------------------------------------------------------------------------------- templates
 def template_without_hash(template: Obj, label: str = POD_TEMPLATE_HASH) -> Obj:
-    """The pod template with the controller-added revision label removed."""
-    clean = copy.deepcopy(template)
-    labels = clean.get("metadata", {}).get("labels")
-    if labels and label in labels:
-        del labels[label]
-    return clean
+    """The pod template with the controller-added revision label removed. It shares all else
+    with ``template`` (no deep copy: comparing and hashing templates is on every pass), so it is
+    for reading only.
+
+    >>> t = {"metadata": {"labels": {"app": "web", "pod-template-hash": "abc"}}}
+    >>> template_without_hash(t), t["metadata"]["labels"]
+    ({'metadata': {'labels': {'app': 'web'}}}, {'app': 'web', 'pod-template-hash': 'abc'})
+    """
+    meta = template.get("metadata") or {}
+    labels = meta.get("labels")
+    if not labels or label not in labels:
+        return template
+    kept = {k: v for k, v in labels.items() if k != label}
+    return {**template, "metadata": {**meta, "labels": kept}}
 
 
 def template_hash(template: Obj) -> str:
