@@ -82,7 +82,13 @@ class FakeKube(Kube):
 
     # ------------------------------------------------------------------ the Kube interface
     async def get(
-        self, api_version: str, kind: str, name: str, namespace: str | None = None
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None = None,
+        *,
+        shared: bool = False,
     ) -> Obj | None:
         ref = ObjectRef(api_version, kind, namespace or "", name)
         self._check("GET", ref)
@@ -97,6 +103,7 @@ class FakeKube(Kube):
         *,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        shared: bool = False,
     ) -> list[Obj]:
         self.requests["GET"] += 1
         wanted = dict(p.split("=", 1) for p in (label_selector or "").split(",") if p)

@@ -191,6 +191,30 @@ ROWS = [
         requeue=d.ACTIVE,
     ),
     Row(
+        "upgrading with every input watched waits to be woken, not a pass a second",
+        releasing(),
+        d.Observation(view(), watched=True),
+        actions=("PrepareServices", "ScaleTo"),
+        state=StepState.UPGRADING,
+        requeue=d.WAITING,
+    ),
+    Row(
+        "upgrading with every input watched still looks again at the progress deadline",
+        releasing(),
+        d.Observation(view(), watched=True),
+        now=T0 + timedelta(seconds=55),
+        actions=("PrepareServices", "ScaleTo"),
+        state=StepState.UPGRADING,
+        requeue=6.0,  # the 60 s deadline, then one ACTIVE so that it has passed
+    ),
+    Row(
+        "an unsettled watched workload waits for its controller's status to wake it",
+        releasing(),
+        d.Observation(view(settled=False), watched=True),
+        state=StepState.UPGRADING,
+        requeue=d.WAITING,
+    ),
+    Row(
         "a route that cannot be applied keeps every pod where it is",
         releasing(),
         d.Observation(view(), traffic_problem="ingress: Ingress ns/web has no rule for web"),

@@ -36,6 +36,8 @@ class FakeWorkload:
 
     journal: Journal
     view: WorkloadView
+    watched: bool = False
+    writes: int = 0
 
     async def observe(self, stable_hint: str | None) -> WorkloadView:
         return self.view
@@ -50,7 +52,9 @@ class FakeWorkload:
     async def scale_to(self, view: WorkloadView, new_pods: int, *, surge_ready: bool) -> None:
         self.journal.calls.append(f"scale {new_pods}")
         old = self.view.replicas - new_pods if surge_ready else self.view.old_pods
+        before = self.view
         self.view = replace(self.view, new_pods=new_pods, new_ready=new_pods, old_pods=old)
+        self.writes += self.view != before
 
     async def abort(self, view: WorkloadView) -> None:
         self.journal.calls.append("pods back to stable")
@@ -238,6 +242,21 @@ async def test_a_step_moves_pods_before_traffic() -> None:
     world = World([{"replicas": "20%", "weight": 20}, {"replicas": "100%", "weight": 100}])
     await world.tick(3)
     assert world.journal.calls.index("scale 2") < world.journal.calls.index("route 20")
+
+
+async def test_a_pass_whose_writes_finish_a_step_goes_on_from_them_when_its_reads_are_watched() -> (
+    None
+):
+    steps = [{"replicas": "20%", "weight": 20}, {"replicas": "100%", "weight": 100}]
+    polled = World(steps)
+    status = await polled.tick()
+    assert (status["stepState"], polled.journal.calls) == ("Upgrading", ["scale 2"])
+    watched = World(steps)
+    watched.workload.watched = True
+    status = await watched.tick()
+    # New pods, then the stable ones down, then traffic: one pass, not one per write.
+    assert watched.journal.calls == ["scale 2", "scale 2", "route 20"]
+    assert status["stepState"] == "WaitingApproval"
 
 
 async def test_abort_moves_routes_then_pods_then_services() -> None:

@@ -104,6 +104,32 @@ async def test_each_step_adds_new_pods_first_and_takes_stable_pods_down_once_the
         previous = n
 
 
+def pods_of(kube: FakeKube, revision: str) -> list[Obj]:
+    return [
+        p for p in kube.objects("Pod", NS) if p["metadata"]["labels"][POD_TEMPLATE_HASH] == revision
+    ]
+
+
+async def test_an_old_pod_its_replicaset_no_longer_wants_counts_as_gone_at_once() -> None:
+    kube = world(10)
+    a = adapter(kube)
+    stable = (await a.observe(None)).stable_revision
+    assert stable is not None
+    await a.scale_to(await a.observe(stable), 2, surge_ready=False)
+    sync_pods(kube)
+    view = await a.observe(stable)
+    assert (view.new_ready, view.old_pods) == (2, 10), "Ready new pods take no old pod down"
+    await a.scale_to(view, 2, surge_ready=True)
+    # The ReplicaSet controller has not deleted the two old pods yet: they still run, but the
+    # stable ReplicaSet wants 8, so the step's count is reached without waiting for it.
+    assert len(pods_of(kube, stable)) == 10
+    assert (await a.observe(stable)).old_pods == 8
+    sync_pods(kube)
+    # Fewer live old pods than wanted (one deleted, not replaced yet) still count as fewer.
+    del kube.store[ObjectRef.of(pods_of(kube, stable)[0])]
+    assert (await a.observe(stable)).old_pods == 7
+
+
 async def test_abort_puts_every_pod_back_on_stable_and_keeps_the_hold() -> None:
     kube = world(10, new=5, old=5)
     a = adapter(kube)

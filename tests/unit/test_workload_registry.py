@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import kopf
 import pytest
 
@@ -105,3 +107,42 @@ def test_every_rule_of_a_kind_reaches_the_merged_rbac() -> None:
             assert set(rule.verbs) <= merged[(rule.api_groups, rule.resources)]
             assert rule.why
         assert ((kind.group,), (kind.plural,)) in merged
+
+
+def _template(image: str) -> dict[str, object]:
+    return {
+        "metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "main", "image": image}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "mode"),
+    [(kind.key, mode) for kind in registry.REGISTRY for mode in kind.styles],
+)
+@pytest.mark.parametrize(("new", "old"), [(0, 4), (1, 4), (1, 3), (2, 2), (4, 0)])
+def test_every_style_leaves_what_it_read_unchanged(
+    key: str, mode: ReleaseMode, new: int, old: int
+) -> None:
+    """The shell hands a style the objects of its watch-backed copies themselves, not copies
+    (``shell.workloads.base.read``): a style that changed one would change the copy."""
+    style = registry.style_for(key, mode)
+    obs = style.example("shop", "web", 4, _template("v2"), new, old)
+    found = [
+        [o for o in (*obs.objects, *obs.pods) if o["kind"] == read.kind]
+        for read in style.reads(obs.workload)
+    ]
+    before = copy.deepcopy((obs.workload, obs.objects, obs.pods, found))
+    observed = style.observed(obs.workload, found, None)
+    for hint in (None, "<stable>"):
+        view = style.view(observed, hint)
+        style.new_revision_pods(observed, view)
+        style.canary_selector(observed, view)
+        style.stable_selector(observed, view)
+        style.hold(observed, view)
+        for n in (0, 1, 2, 4):
+            for ready in (False, True):
+                style.scale_to(observed, view, n, surge_ready=ready)
+        style.abort(observed, view)
+        style.finalize(observed, view)
+    assert (obs.workload, obs.objects, obs.pods, found) == before

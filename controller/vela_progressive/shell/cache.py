@@ -100,15 +100,17 @@ class WatchCache:
         """The kept object itself (not to be changed): for lookups that only read a field."""
         return self._store.get((namespace, name))
 
-    def list(self, namespace: str, labels: dict[str, str]) -> list[Obj]:
-        """Copies of the objects in ``namespace`` whose labels include ``labels``."""
+    def list(self, namespace: str, labels: dict[str, str], *, shared: bool = False) -> list[Obj]:
+        """Copies of the objects in ``namespace`` whose labels include ``labels`` (``shared``:
+        the kept objects themselves, for a caller that never changes them)."""
         if labels:
             candidates = min(
                 (self._by_label.get((namespace, k, v), {}) for k, v in labels.items()), key=len
             )
         else:
             candidates = self._by_namespace.get(namespace, {})
-        return [copied(obj) for obj in candidates.values() if _matches(obj, labels)]
+        found = [obj for obj in candidates.values() if _matches(obj, labels)]
+        return found if shared else [copied(obj) for obj in found]
 
     # ------------------------------------------------------------------ the controller's writes
     def wrote(self, obj: Obj) -> None:

@@ -257,6 +257,7 @@ class Reconciler:
                 # What the pass decided before is in the status now: its Events may go.
                 await self.announce(cr, tuple(pending))
                 pending.clear()
+            writes = adapter.writes
             try:
                 handed_back = await self._act(
                     cr, adapter, obs.workload, ctx, rollout, decision, pending
@@ -272,7 +273,11 @@ class Reconciler:
                 for a in decision.actions
             )
             status = decision.status
-            if decision.requeue > 0 and not handed_back:
+            # Writes whose answers are in the watch-backed copies may have finished the step
+            # (old pods a scaled-down ReplicaSet no longer wants count as gone): decide again
+            # from what they left now, not when the workload's controller reports.
+            again = obs.watched and adapter.writes != writes
+            if decision.requeue > 0 and not handed_back and not again:
                 break
         if traffic_moved:
             traffic_ok(decision.status, now)
@@ -332,6 +337,7 @@ class Reconciler:
             traffic_problem=problem,
             measurements=measurements,
             webhooks={hook.name: a for (hook, _), a in zip(hooks, answers, strict=True)},
+            watched=adapter.watched,
         )
         return obs, ctx
 

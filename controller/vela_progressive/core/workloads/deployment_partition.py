@@ -205,12 +205,17 @@ class PartitionDeployment:
             if protected is not None:
                 stable = _pth(protected)
         new = [p for p in obs.pods if _pth(p) == update]
+        # An old pod its ReplicaSet no longer wants is on its way out: gone from the moment the
+        # ReplicaSet is scaled down (the Deployment controller's own count for maxSurge), so a
+        # step does not wait for the ReplicaSet controller to delete it.
+        wanted_old = sum(_replicas(rs) for rs in obs.of_kind("ReplicaSet") if _pth(rs) != update)
+        old = min(len(obs.pods) - len(new), wanted_old)
         return view_of(
             obs.workload,
             update=update,
             stable=stable,
             new=new,
-            live_pods=len(obs.pods),
+            live_pods=len(new) + old,
             held=bool(obs.workload["spec"].get("paused")),
         )
 

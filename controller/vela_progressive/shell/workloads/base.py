@@ -39,6 +39,12 @@ class WorkloadMissing(Exception):
 
 class WorkloadAdapter(Protocol):
     kind: str
+    #: Every object the last :meth:`observe` read came from a watch-backed copy: a change of
+    #: any of them wakes the rollout, so progress need not be polled for.
+    watched: bool
+    #: Writes applied so far: a pass that wrote, and reads from copies, decides again at once
+    #: from what its writes left.
+    writes: int
 
     async def observe(self, stable_hint: str | None) -> WorkloadView:
         """Read the workload and its pods. ``stable_hint``: the stable revision recorded earlier."""
@@ -77,15 +83,18 @@ class WorkloadAdapter(Protocol):
 
 
 async def read(kube: Kube, namespace: str, wanted: Read) -> list[Obj]:
-    """One declared read: the object (or nothing) by name, else the list by labels."""
+    """One declared read: the object (or nothing) by name, else the list by labels. What is
+    read goes to a style's pure compute only, which never changes it: from a watch-backed copy
+    it is shared, not copied (``Kube.get``)."""
     if wanted.name is not None:
-        got = await kube.get(wanted.api_version, wanted.kind, wanted.name, namespace)
+        got = await kube.get(wanted.api_version, wanted.kind, wanted.name, namespace, shared=True)
         return [got] if got is not None else []
     items = await kube.list(
         wanted.api_version,
         wanted.kind,
         namespace,
         label_selector=selector_string(wanted.selector or {}),
+        shared=True,
     )
     # The items of a list carry no apiVersion/kind; the compute tells objects apart by them.
     return [{"apiVersion": wanted.api_version, "kind": wanted.kind, **item} for item in items]
@@ -134,6 +143,8 @@ class Adapter:
         #: Owner reference of the rollout, set on the objects a release creates.
         self.owner = owner
         self._obs: Observed | None = None
+        self.watched = False
+        self.writes = 0
 
     @property
     def observed(self) -> Observed:
@@ -141,19 +152,26 @@ class Adapter:
         return self._obs
 
     async def observe(self, stable_hint: str | None) -> WorkloadView:
-        workload = await self.kube.get(self.api_version, self.kind, self.name, self.namespace)
+        workload = await self.kube.get(
+            self.api_version, self.kind, self.name, self.namespace, shared=True
+        )
         if workload is None:
             raise WorkloadMissing(f"{self.kind} {self.namespace}/{self.name} not found")
         if workload["metadata"].get("deletionTimestamp"):
             # Deleted with its namespace or its application: nothing to release, and a pass
             # that moved pods would only fight the garbage collector for them.
             raise WorkloadMissing(f"{self.kind} {self.namespace}/{self.name} is being deleted")
-        found = [await read(self.kube, self.namespace, r) for r in self.style.reads(workload)]
+        reads = self.style.reads(workload)
+        self.watched = self.kube.watched(self.api_version, self.kind) and all(
+            self.kube.watched(r.api_version, r.kind) for r in reads
+        )
+        found = [await read(self.kube, self.namespace, r) for r in reads]
         self._obs = self.style.observed(workload, found, self.owner)
         return self.style.view(self._obs, stable_hint)
 
     async def _apply(self, writes: Writes) -> None:
         self._obs = await apply_writes(self.kube, self.observed, writes)
+        self.writes += len(writes)
 
     async def new_revision_pods(self, view: WorkloadView) -> list[Obj]:
         return self.style.new_revision_pods(self.observed, view)
