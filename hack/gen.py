@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from vela_progressive.core import access, capabilities, identity, model, trait_schema
+from vela_progressive.core import access, admission, capabilities, identity, model, trait_schema
 from vela_progressive.core.codegen import cue, reference, structural
 from vela_progressive.core.rendering import render_text
 from vela_progressive.core.workloads import registry
@@ -223,6 +223,7 @@ def identity_rules() -> dict[str, Any]:
             "version": model.API_VERSION,
             "resource": model.PLURAL,
             "operations": list(identity.WEBHOOK_OPERATIONS),
+            "matchConditions": [dict(c) for c in admission.STAMP_CONDITIONS],
         },
         "userRoles": [
             {
@@ -243,6 +244,7 @@ def render_names() -> str:
         "vela_progressive.core.workloads.registry",
         "vela_progressive.core.identity",
         "vela_progressive.core.access",
+        "vela_progressive.core.admission",
     )
     return render_text(
         "cue/names.cue.j2",

@@ -609,7 +609,7 @@ class Runner:
             slot = next(s for s in self.slots if s.namespace == target.namespace)
             await slot.inbox.put("newer-revision")
             # Stopped for the scheduled time at least, and until the change got through (the
-            # webhook timeout is up to 30 s, and KubeVela retries an apply that failed).
+            # webhook timeout is 5 s, and KubeVela retries an apply that failed).
             passed = None
             while time.monotonic() - stopped < FREEZE_CAP:
                 if passed is not None and time.monotonic() - stopped >= record.fault.duration:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 #: Every fault kind; the first len(KINDS) faults of a schedule are each kind once, shuffled.
 KINDS = (
     "controller-kill",  # kill -9; started again after `duration` s
-    "controller-freeze",  # SIGSTOP for `duration` s (longer than the 30 s webhook timeout);
+    "controller-freeze",  # SIGSTOP for `duration` s (longer than the 5 s webhook timeout);
     # a newer revision is applied while it is stopped; then SIGCONT
     "apiserver-restart",  # kill -9 kube-apiserver; started again after `duration` s
     "etcd-restart",  # kill -9 etcd (its data kept); started again after `duration` s

@@ -22,7 +22,7 @@ import yaml
 from tests.cue.vela import REPO, Vela, VelaError
 from tests.support.golden import assert_matches_golden
 
-from vela_progressive.core import identity, model
+from vela_progressive.core import admission, identity, model
 from vela_progressive.core.workloads import registry
 
 ADDON = REPO / "addon"
@@ -330,6 +330,20 @@ def test_a_local_controller_gets_a_url_webhook_and_no_deployment(
         for path in [*(k.handler_id for k in registry.REGISTRY), identity.WEBHOOK_ID]
     ]
     assert {w["failurePolicy"] for w in _hold_webhooks(app)} == {"Fail"}
+
+
+def test_the_addon_webhooks_are_those_a_local_controller_registers_match_conditions_and_all(
+    vela: Vela, probes: Path, tmp_path: Path
+) -> None:
+    """The API server calls a webhook only for a request it could change (core.admission): the
+    addon's configuration and the one a VP_WEBHOOK_MODE=local controller registers agree."""
+    _, app, _ = _addon(vela, probes, tmp_path, LOCAL)
+    rendered = _object(app, "MutatingWebhookConfiguration")["webhooks"]
+    registered = admission.configuration("x", "https://127.0.0.1:9443", "Q0EK", "Fail")["webhooks"]
+    assert rendered == registered
+    for hook, kind in zip(_hold_webhooks(app), registry.REGISTRY, strict=True):
+        assert hook["matchConditions"] == kind.match_conditions
+    assert _stamp_webhook(app)["matchConditions"] == list(admission.STAMP_CONDITIONS)
 
 
 def test_a_self_registering_local_controller_gets_no_addon_webhook(

@@ -41,7 +41,7 @@ SERVICE_ACCOUNT = ("vela-system", "vela-progressive-controller")
 LOCAL_MODE_RULES = [
     {
         "apiGroups": ["admissionregistration.k8s.io"],
-        "resources": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+        "resources": ["mutatingwebhookconfigurations"],
         "verbs": ["get", "list", "watch", "create", "patch"],
     },
     {

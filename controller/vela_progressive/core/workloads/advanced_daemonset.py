@@ -26,7 +26,9 @@ import json
 from vela_progressive.core.model import ReleaseMode
 from vela_progressive.core.workloads.common import (
     CONTROLLER_REVISION_HASH,
+    IN_RELEASE,
     ORIGINAL_ANNOTATION,
+    TEMPLATE_CHANGED,
     Obj,
     Observed,
     WorkloadView,
@@ -138,6 +140,7 @@ ADVANCED_DAEMONSET = WorkloadKind(
     default_style=ReleaseMode.BATCH,
     revision_label=CONTROLLER_REVISION_HASH,
     hold=hold_rule,
+    hold_when=(TEMPLATE_CHANGED, IN_RELEASE),
     sized_by_nodes=True,
     rbac=(
         RbacRule(

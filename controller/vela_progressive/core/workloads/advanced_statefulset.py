@@ -11,7 +11,11 @@ handed back untouched: the release changes only ``type`` and ``partition`` and s
 from __future__ import annotations
 
 from vela_progressive.core.model import ReleaseMode
-from vela_progressive.core.workloads.common import CONTROLLER_REVISION_HASH
+from vela_progressive.core.workloads.common import (
+    CONTROLLER_REVISION_HASH,
+    SCALED_UP,
+    TEMPLATE_CHANGED,
+)
 from vela_progressive.core.workloads.statefulset import PartitionStatefulSet, hold_rule
 from vela_progressive.core.workloads.style import RbacRule, WorkloadKind
 
@@ -26,6 +30,7 @@ ADVANCED_STATEFULSET = WorkloadKind(
     default_style=ReleaseMode.BATCH,
     revision_label=CONTROLLER_REVISION_HASH,
     hold=hold_rule,
+    hold_when=(TEMPLATE_CHANGED, SCALED_UP),
     ordinal_pods=True,
     rbac=(
         RbacRule(

@@ -42,6 +42,8 @@ from vela_progressive.core.workloads.common import (
     CONTROLLER_REVISION_HASH,
     ORIGINAL_ANNOTATION,
     POD_TEMPLATE_HASH,
+    SCALED_UP,
+    TEMPLATE_CHANGED,
     Obj,
     Observed,
     OwnPods,
@@ -448,6 +450,7 @@ CLONESET = WorkloadKind(
     default_style=ReleaseMode.BATCH,
     revision_label=POD_TEMPLATE_HASH,
     hold=hold_rule,
+    hold_when=(TEMPLATE_CHANGED, SCALED_UP),
     rbac=(
         RbacRule(
             ("apps.kruise.io",),

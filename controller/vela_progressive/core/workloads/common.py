@@ -226,6 +226,22 @@ def with_defaults_from(new: Obj, old: Obj) -> Obj:
     return out
 
 
+#: What may make a kind's hold rule change an UPDATE, in CEL (``WorkloadKind.hold_when``): the
+#: API server calls the hold webhook only then (``core.admission``). Each over-approximates its
+#: rule (a webhook called for nothing lets the request through unchanged), never the reverse.
+TEMPLATE_CHANGED = (
+    "!has(object.spec.template) || !has(oldObject.spec.template) "
+    "|| object.spec.template != oldObject.spec.template"
+)
+SCALED_UP = (
+    "(has(object.spec.replicas) ? object.spec.replicas : 1) "
+    "> (has(oldObject.spec.replicas) ? oldObject.spec.replicas : 1)"
+)
+IN_RELEASE = (
+    f"has(object.metadata.annotations) && '{ORIGINAL_ANNOTATION}' in object.metadata.annotations"
+)
+
+
 def pod_template_changed(old: Obj | None, new: Obj) -> bool:
     """An UPDATE from ``old`` to ``new`` changes the workload's pod template (fields the server
     or a webhook defaults are not a change when ``new`` leaves them out:

@@ -48,7 +48,9 @@ from vela_progressive.core.traffic.patch import apply_merge_patch
 from vela_progressive.core.workloads.common import (
     APP_REVISION_LABEL,
     CONTROLLER_REVISION_HASH,
+    IN_RELEASE,
     ORIGINAL_ANNOTATION,
+    TEMPLATE_CHANGED,
     Obj,
     Observed,
     Read,
@@ -571,6 +573,7 @@ DAEMONSET = WorkloadKind(
     default_style=ReleaseMode.BATCH,
     revision_label=CONTROLLER_REVISION_HASH,
     hold=hold_rule,
+    hold_when=(TEMPLATE_CHANGED, IN_RELEASE),
     sized_by_nodes=True,
     rbac=(
         RbacRule(

@@ -22,6 +22,8 @@ from vela_progressive.core.model import HOLD_LABEL, ReleaseMode
 from vela_progressive.core.workloads.common import (
     CONTROLLER_REVISION_HASH,
     ORIGINAL_ANNOTATION,
+    SCALED_UP,
+    TEMPLATE_CHANGED,
     Obj,
     Observed,
     OwnPods,
@@ -311,6 +313,7 @@ STATEFULSET = WorkloadKind(
     default_style=ReleaseMode.BATCH,
     revision_label=CONTROLLER_REVISION_HASH,
     hold=hold_rule,
+    hold_when=(TEMPLATE_CHANGED, SCALED_UP),
     ordinal_pods=True,
     rbac=(
         RbacRule(

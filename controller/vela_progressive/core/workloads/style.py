@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from vela_progressive.core.model import ReleaseMode
 from vela_progressive.core.workloads.common import (
+    TEMPLATE_CHANGED,
     Obj,
     Observed,
     Read,
@@ -114,6 +115,9 @@ class WorkloadKind:
     revision_label: str
     #: The webhook's hold decision (pure), see :func:`vela_progressive.core.workloads.hold_patch`.
     hold: HoldRule
+    #: When ``hold`` may change an UPDATE, in CEL (``common.TEMPLATE_CHANGED``, ...), any of them:
+    #: the API server calls the kind's hold webhook only then (``matchConditions``).
+    hold_when: tuple[str, ...] = (TEMPLATE_CHANGED,)
     #: ClusterRole rules the controller needs to release this kind, every style included.
     rbac: tuple[RbacRule, ...] = field(default=())
     #: Other served versions of the same kind (same storage): ``apps.kruise.io/v1alpha1`` of the
@@ -151,14 +155,21 @@ class WorkloadKind:
         return f"hold-{self.plural}-{self.group.replace('.', '-')}"
 
     @property
-    def webhook_rule(self) -> dict[str, str]:
+    def match_conditions(self) -> list[dict[str, str]]:
+        """The hold webhook's ``matchConditions``: one, any of :attr:`hold_when`."""
+        expression = " || ".join(f"({c})" for c in self.hold_when)
+        return [{"name": "may-hold", "expression": expression}]
+
+    @property
+    def webhook_rule(self) -> dict[str, Any]:
         """The admission rule of the hold webhook for this kind (the other served versions are
-        matched by the webhook's ``matchPolicy: Equivalent``)."""
+        matched by the webhook's ``matchPolicy: Equivalent``) and its match conditions."""
         return {
             "id": self.handler_id,
             "group": self.group,
             "version": self.version,
             "resource": self.plural,
+            "matchConditions": self.match_conditions,
         }
 
     def style(self, mode: ReleaseMode) -> Style:
