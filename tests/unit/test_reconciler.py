@@ -259,6 +259,18 @@ async def test_a_pass_whose_writes_finish_a_step_goes_on_from_them_when_its_read
     assert status["stepState"] == "WaitingApproval"
 
 
+async def test_a_steps_events_are_posted_once_its_pods_have_moved() -> None:
+    world = World([{"replicas": "20%", "weight": 20}, {"replicas": "100%", "weight": 100}])
+    journal = world.journal
+
+    async def post(cr: Obj, kind: str, reason: str, message: str) -> None:
+        journal.calls.append(f"event {reason}")
+
+    world.reconciler.events.post = post  # type: ignore[method-assign]
+    await world.tick()
+    assert journal.calls[:2] == ["scale 2", "event ReleaseStarted"], journal.calls
+
+
 async def test_abort_moves_routes_then_pods_then_services() -> None:
     world = World([{"replicas": "20%", "weight": 20}, {"replicas": "100%", "weight": 100}])
     await world.tick(3)

@@ -130,6 +130,17 @@ async def test_an_old_pod_its_replicaset_no_longer_wants_counts_as_gone_at_once(
     assert (await a.observe(stable)).old_pods == 7
 
 
+def test_a_held_deployment_is_judged_before_its_controller_has_observed_the_hold() -> None:
+    held = STYLE.example(NS, NAME, 4, template("v2"), 1, 4)
+    assert held.workload["spec"]["paused"]
+    behind = copy.deepcopy(held.workload)
+    behind["metadata"]["generation"] = 2  # the hold's patch; observedGeneration still 1
+    assert STYLE.view(Observed(behind, held.objects, held.pods), None).settled
+    handed_back = copy.deepcopy(behind)
+    handed_back["spec"]["paused"] = False  # its controller acts now: wait until it observed it
+    assert not STYLE.view(Observed(handed_back, held.objects, held.pods), None).settled
+
+
 async def test_abort_puts_every_pod_back_on_stable_and_keeps_the_hold() -> None:
     kube = world(10, new=5, old=5)
     a = adapter(kube)

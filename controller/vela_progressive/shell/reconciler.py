@@ -249,13 +249,15 @@ class Reconciler:
         for _ in range(MAX_DECISIONS_PER_PASS):
             obs, ctx = await self._observe(cr, adapter, status, rollout, handed_back, now)
             decision = decide(status, rollout, obs, ops, now)
+            recorded: tuple[act.PostEvent, ...] = ()
             if _moves_pods(decision) and _milestone(decision.status) != _milestone(written):
                 # Status before action: whoever reads the rollout (people, the CLI, a sampler)
                 # never sees pods of a step or an ending the status does not show yet.
                 await self._write_status(cr, decision.status)
                 written = decision.status
-                # What the pass decided before is in the status now: its Events may go.
-                await self.announce(cr, tuple(pending))
+                # What the pass decided before is in the status now: its Events may go, once
+                # the pods have moved (an Event is no reason to keep a step waiting).
+                recorded = tuple(pending)
                 pending.clear()
             writes = adapter.writes
             try:
@@ -268,6 +270,8 @@ class Reconciler:
                 failed = traffic_failed(status, str(exc), now)
                 pending += _events(failed.actions)
                 return failed
+            finally:
+                await self.announce(cr, recorded)
             traffic_moved = traffic_moved or any(
                 isinstance(a, act.Route | act.RestoreRoutes | act.PrepareServices)
                 for a in decision.actions

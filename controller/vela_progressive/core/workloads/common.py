@@ -304,9 +304,18 @@ def settled(obj: Obj) -> bool:
 
 
 def view_of(
-    obj: Obj, *, update: str, stable: str | None, new: list[Obj], live_pods: int, held: bool
+    obj: Obj,
+    *,
+    update: str,
+    stable: str | None,
+    new: list[Obj],
+    live_pods: int,
+    held: bool,
+    judged_without_status: bool = False,
 ) -> WorkloadView:
-    """The normalised view of a workload object and its pods (``new``: the update revision's)."""
+    """The normalised view of a workload object and its pods (``new``: the update revision's).
+    ``judged_without_status``: nothing of the view comes from the workload's status, so it
+    counts as settled whether or not its controller has observed the latest spec."""
     labels = labels_of(obj)
     return WorkloadView(
         kind=key_of(obj["apiVersion"], obj["kind"]),
@@ -319,7 +328,7 @@ def view_of(
         new_ready=sum(1 for p in new if is_ready(p)),
         old_pods=live_pods - len(new),
         held=held,
-        settled=settled(obj),
+        settled=judged_without_status or settled(obj),
         app_revision=labels.get(APP_REVISION_LABEL),
         governed=labels.get(HOLD_LABEL) == "true",
     )

