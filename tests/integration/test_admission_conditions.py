@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable
 import pytest
 
 from tests.integration.release_kit import V1, V2, rollout, workload
+from tests.support.controller import Controller
 from vela_progressive.core import admission
 from vela_progressive.core.release import APPROVE_ANNOTATION, STAMP_ANNOTATION
 from vela_progressive.core.workloads import ORIGINAL_ANNOTATION
@@ -22,7 +23,9 @@ from vela_progressive.shell.kube import Kube, KubeError
 pytestmark = [pytest.mark.integration]
 
 ADMISSION = "admissionregistration.k8s.io/v1"
-CONFIG = "vp-test-match-conditions"
+#: Named to sort before the controller's own configuration: the API server calls mutating
+#: webhooks in that order, and each sees the request as the ones before it left it.
+CONFIG = "0-vp-test-match-conditions"
 
 
 @pytest.fixture
@@ -111,8 +114,8 @@ async def test_any_update_of_a_daemonset_in_a_release_reaches_the_hold_webhook(
 
 
 async def test_only_an_operation_or_its_stamp_reaches_the_stamp_webhook(
-    kube: Kube, unserved: str
-) -> None:
+    controller: Controller, kube: Kube, unserved: str
+) -> None:  # the controller fixture installs the rollout's CRD
     ns = unserved
     cr = "rollout.vela-progressive.io/v1alpha1", "ProgressiveRollout", "web", ns
     await kube.create(_labelled(rollout("web", ns, "Deployment", [{"replicas": "100%"}]), ns))
