@@ -53,13 +53,14 @@ STAMP_CONDITIONS: tuple[dict[str, str], ...] = (
 )
 
 
-def configuration(
-    name: str, base_url: str, ca_bundle: str, hold_failure_policy: str, timeout: int = 5
-) -> Obj:
+#: Seconds the API server waits for a webhook (then applies its failure policy).
+TIMEOUT = 5
+
+
+def configuration(name: str, base_url: str, ca_bundle: str, hold_failure_policy: str) -> Obj:
     """The MutatingWebhookConfiguration ``name`` of a controller reached at ``base_url`` (each
-    webhook at ``<base_url>/<id>``), trusted through ``ca_bundle`` (base64 PEM), answering within
-    ``timeout`` seconds. The stamp webhook always fails open (a controller outage must never
-    block KubeVela)."""
+    webhook at ``<base_url>/<id>``), trusted through ``ca_bundle`` (base64 PEM). The stamp
+    webhook always fails open (a controller outage must never block KubeVela)."""
 
     def hook(
         id_: str,
@@ -72,7 +73,7 @@ def configuration(
             "name": f"{id_}.{API_GROUP}",
             "admissionReviewVersions": ["v1"],
             "sideEffects": "None",
-            "timeoutSeconds": timeout,
+            "timeoutSeconds": TIMEOUT,
             "failurePolicy": failure_policy,
             "matchPolicy": "Equivalent",
             "rules": [rule],
