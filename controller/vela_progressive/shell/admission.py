@@ -15,30 +15,17 @@ from vela_progressive.shell.kube import Kube, KubeError
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 ADMISSION = "admissionregistration.k8s.io/v1"
-ATTEMPTS = 3
 
 
 async def register(kube: Kube, config: Obj) -> None:
-    """Create the MutatingWebhookConfiguration ``config``, or set the webhooks of the one that
-    has its name (a merge patch: the list is replaced whole). A create that lost a race with
-    another replica's is retried as a patch."""
+    """Create the MutatingWebhookConfiguration ``config``, or, when one has its name, set its
+    webhooks (a merge patch replaces the list whole; nobody else writes this configuration)."""
     name = config["metadata"]["name"]
-    for _ in range(ATTEMPTS):
-        current = await kube.get(ADMISSION, "MutatingWebhookConfiguration", name)
-        try:
-            if current is None:
-                await kube.create(config)
-            elif current.get("webhooks") != config["webhooks"]:
-                await kube.patch(
-                    ADMISSION,
-                    "MutatingWebhookConfiguration",
-                    name,
-                    None,
-                    {"webhooks": config["webhooks"]},
-                )
-            log.info("webhooks registered: MutatingWebhookConfiguration %s", name)
-            return
-        except KubeError as exc:
-            if exc.status != 409:
-                raise
-    raise KubeError(409, "Conflict", f"MutatingWebhookConfiguration {name} kept changing")
+    try:
+        await kube.create(config)
+    except KubeError as exc:
+        if exc.status != 409:  # 409: it exists (an earlier run, another replica)
+            raise
+        patch = {"webhooks": config["webhooks"]}
+        await kube.patch(ADMISSION, "MutatingWebhookConfiguration", name, None, patch)
+    log.info("webhooks registered: MutatingWebhookConfiguration %s", name)

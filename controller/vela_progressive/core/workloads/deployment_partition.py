@@ -63,6 +63,13 @@ def stable_replicaset(others: Sequence[Obj]) -> Obj | None:
     return max((rs for rs in others if _replicas(rs) > 0), key=_replicas, default=None)
 
 
+def held_by_release(deploy: Obj) -> bool:
+    """Paused with the ``Recreate`` strategy: this style's hold, under which the Deployment
+    controller leaves the ReplicaSets to the release."""
+    spec = deploy["spec"]
+    return bool(spec.get("paused")) and (spec.get("strategy") or {}).get("type") == "Recreate"
+
+
 def scale(rs: Obj, replicas: int, reason: str) -> Write:
     return patch_of(rs, {"spec": {"replicas": replicas}}, reason)
 
@@ -210,19 +217,17 @@ class PartitionDeployment:
         # step does not wait for the ReplicaSet controller to delete it.
         wanted_old = sum(_replicas(rs) for rs in obs.of_kind("ReplicaSet") if _pth(rs) != update)
         old = min(len(obs.pods) - len(new), wanted_old)
-        spec = obs.workload["spec"]
         return view_of(
             obs.workload,
             update=update,
             stable=stable,
             new=new,
             live_pods=len(new) + old,
-            held=bool(spec.get("paused")),
+            held=bool(obs.workload["spec"].get("paused")),
             # Held, the view is the ReplicaSets and pods alone: no need to wait until the
             # Deployment controller, which does nothing with a paused Deployment, has observed
             # the hold (at 1,000 releases in flight it trailed the release by 15 s a step).
-            judged_without_status=bool(spec.get("paused"))
-            and (spec.get("strategy") or {}).get("type") == "Recreate",
+            judged_without_status=held_by_release(obs.workload),
         )
 
     def new_revision_pods(self, obs: Observed, view: WorkloadView) -> list[Obj]:
@@ -233,7 +238,7 @@ class PartitionDeployment:
         deploy = obs.workload
         spec = deploy["spec"]
         annotations = deploy["metadata"].get("annotations") or {}
-        if spec.get("paused") and spec.get("strategy", {}).get("type") == "Recreate":
+        if held_by_release(deploy):
             return ()
         patch: Obj = {"spec": {"paused": True}}
         if ORIGINAL_ANNOTATION not in annotations:
