@@ -256,7 +256,7 @@ class Kube:
         ``shared``: the caller never changes what it gets (a style's pure compute, checked by
         tests/unit/test_workload_registry.py), so an object of a watch-backed copy is handed
         out as it is kept, not copied: copying every pod and ReplicaSet a pass read was 12% of
-        the controller's CPU at 1,000 releases in flight (docs/benchmarks.md)."""
+        the controller's py-spy samples at 1,000 releases in flight (docs/benchmarks.md)."""
         copy = self._copy(api_version, kind)
         if copy is not None and namespace:
             # A name the current copy does not have did not exist when its watch last spoke.
