@@ -7,6 +7,7 @@ traffic before pods, and revision-scoped operations.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -51,10 +52,15 @@ class FakeWorkload:
 
     async def scale_to(self, view: WorkloadView, new_pods: int, *, surge_ready: bool) -> None:
         self.journal.calls.append(f"scale {new_pods}")
-        old = self.view.replicas - new_pods if surge_ready else self.view.old_pods
         before = self.view
-        self.view = replace(self.view, new_pods=new_pods, new_ready=new_pods, old_pods=old)
+        self.view = self.foresee(self.view, new_pods, surge_ready=surge_ready, stable_hint=None)
         self.writes += self.view != before
+
+    def foresee(
+        self, view: WorkloadView, new_pods: int, *, surge_ready: bool, stable_hint: str | None
+    ) -> WorkloadView:
+        old = view.replicas - new_pods if surge_ready else view.old_pods
+        return replace(view, new_pods=new_pods, new_ready=new_pods, old_pods=old)
 
     async def abort(self, view: WorkloadView) -> None:
         self.journal.calls.append("pods back to stable")
@@ -129,6 +135,13 @@ class FakeStatusWriter:
     annotations: Obj = field(default_factory=dict)
     #: The rollout's resourceVersion on the API server: every write moves it.
     resource_version: int = 41
+    #: The rollout's namespace is being deleted.
+    namespace_ending: bool = False
+
+    async def get(self, api_version: str, kind: str, name: str, *args: object) -> Obj | None:
+        assert (api_version, kind) == ("v1", "Namespace"), "the fakes read nothing else"
+        ending = "2026-11-26T12:00:00Z" if self.namespace_ending else None
+        return {"metadata": {"name": name, "deletionTimestamp": ending}}
 
     async def patch(self, *args: object, **kwargs: object) -> Obj:
         if self.down:
@@ -162,7 +175,9 @@ class FakeEvents:
 class World:
     """A reconciler wired to fakes, and the CR it reconciles."""
 
-    def __init__(self, steps: list[Obj], ready_endpoints: int = 1, grace: int = 0) -> None:
+    def __init__(
+        self, steps: list[Obj], ready_endpoints: int = 1, grace: int = 0, routed: bool = True
+    ) -> None:
         self.journal = Journal()
         self.now = T0
         self.workload = FakeWorkload(
@@ -214,6 +229,8 @@ class World:
                 },
             },
         }
+        if not routed:
+            del self.cr["spec"]["strategy"]["canary"]["trafficRoutings"]
         self.writer.annotations = self.cr["metadata"]["annotations"]
 
     async def tick(self, times: int = 1, advance: float = 0.0) -> Obj:
@@ -259,6 +276,77 @@ async def test_a_pass_whose_writes_finish_a_step_goes_on_from_them_when_its_read
     assert status["stepState"] == "WaitingApproval"
 
 
+def journal_status_writes(world: World, fail_step: int | None = None) -> None:
+    """Each status write shows in the journal as it begins and ends (it yields in between);
+    the first write of step ``fail_step`` fails."""
+    writer = world.writer
+
+    async def journaled(*args: object, **kwargs: object) -> Obj:
+        body = args[4]
+        assert isinstance(body, dict)
+        step = (body.get("status") or {}).get("currentStep")
+        if step is None:
+            return await FakeStatusWriter.patch(writer, *args, **kwargs)
+        world.journal.calls.append(f"status step {step} begins")
+        await asyncio.sleep(0)
+        if step == fail_step:
+            world.journal.calls.append(f"status step {step} fails")
+            raise KubeError(500, "InternalError", "etcdserver: request timed out")
+        answer = await FakeStatusWriter.patch(writer, *args, **kwargs)
+        world.journal.calls.append(f"status step {step} ends")
+        return answer
+
+    world.writer.patch = journaled  # type: ignore[method-assign]
+
+
+NO_WAITS = [{"replicas": "20%", "duration": 0}, {"replicas": "50%", "duration": 0}]
+
+
+async def test_the_next_steps_status_is_written_while_this_steps_old_pods_go_when_watched() -> None:
+    world = World([*NO_WAITS, {"replicas": "100%"}], routed=False)
+    world.workload.watched = True
+    journal_status_writes(world)
+    status = await world.tick()
+    # The pass ends on the status it wrote last: none is written ahead of what it comes to.
+    assert status == world.writer.written[-1]
+    calls = world.journal.calls
+    # Step 1's old pods go (the second "scale 2") while step 2's status is being written, and
+    # step 2's pods move only once it is.
+    assert calls[: calls.index("scale 5") + 1] == [
+        "status step 1 begins",
+        "status step 1 ends",
+        "scale 2",
+        "status step 2 begins",
+        "scale 2",
+        "status step 2 ends",
+        "scale 5",
+    ]
+
+
+async def test_the_next_steps_status_waits_for_this_steps_pods_when_reads_are_polled() -> None:
+    world = World([*NO_WAITS, {"replicas": "100%"}], routed=False)
+    journal_status_writes(world)
+    await world.tick(3)
+    calls = world.journal.calls
+    assert calls.index("status step 2 begins") > calls.index("scale 2", calls.index("scale 2") + 1)
+
+
+async def test_a_status_written_ahead_that_fails_moves_no_pod_of_the_next_step() -> None:
+    world = World([*NO_WAITS, {"replicas": "100%"}], routed=False)
+    world.workload.watched = True
+    journal_status_writes(world, fail_step=2)
+    with pytest.raises(KubeError):
+        await world.tick()
+    assert "scale 5" not in world.journal.calls
+    assert world.workload.view.old_pods == 8  # step 1's writes were made
+    journal_status_writes(world)  # the API server answers again
+    status = await world.tick()
+    # Step 1 is not made again: the next pass starts step 2 from the pods as they are.
+    assert world.journal.calls.count("scale 2") == 2
+    assert "scale 5" in world.journal.calls
+    assert status["currentStep"] == 3
+
+
 async def test_a_steps_events_are_posted_once_its_pods_have_moved() -> None:
     world = World([{"replicas": "20%", "weight": 20}, {"replicas": "100%", "weight": 100}])
     journal = world.journal
@@ -269,6 +357,21 @@ async def test_a_steps_events_are_posted_once_its_pods_have_moved() -> None:
     world.reconciler.events.post = post  # type: ignore[method-assign]
     await world.tick()
     assert journal.calls[:2] == ["scale 2", "event ReleaseStarted"], journal.calls
+
+
+@pytest.mark.parametrize("namespace_ending", [False, True])
+async def test_a_rollout_deleted_with_its_namespace_lets_go_without_a_hand_back(
+    namespace_ending: bool,
+) -> None:
+    world = World([{"replicas": "20%", "weight": 20}, {"replicas": "100%", "weight": 100}])
+    await world.tick(3)
+    world.writer.namespace_ending = namespace_ending
+    world.journal.calls.clear()
+    assert await world.reconciler.release(world.cr)
+    if namespace_ending:
+        assert world.journal.calls == []
+    else:
+        assert "hand back" in world.journal.calls
 
 
 async def test_abort_moves_routes_then_pods_then_services() -> None:

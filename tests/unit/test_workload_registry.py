@@ -142,7 +142,10 @@ def test_every_style_leaves_what_it_read_unchanged(
         style.hold(observed, view)
         for n in (0, 1, 2, 4):
             for ready in (False, True):
-                style.scale_to(observed, view, n, surge_ready=ready)
+                foreseen = observed  # as WorkloadAdapter.foresee applies the writes
+                for write in style.scale_to(observed, view, n, surge_ready=ready):
+                    foreseen = foreseen.after(write)
+                style.view(foreseen, hint)
         style.abort(observed, view)
         style.finalize(observed, view)
     assert (obs.workload, obs.objects, obs.pods, found) == before

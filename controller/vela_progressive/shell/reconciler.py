@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -202,7 +202,7 @@ class Reconciler:
         then (the workload's controller is finishing).
         """
         rollout = self._rollout(cr)
-        if rollout.strategy is None:
+        if rollout.strategy is None or await self._namespace_ending(rollout.namespace):
             return True
         adapter = self._adapter(cr, rollout)
         status = RolloutStatus.from_dict(cr.get("status"), self.clock())
@@ -226,6 +226,17 @@ class Reconciler:
         await self.events.post(cr, "Normal", "Released", "rollout removed: workload handed back")
         return True
 
+    async def _namespace_ending(self, namespace: str) -> bool:
+        """Whether the rollout goes with its namespace: its workload goes too, and there is
+        nothing to hand back to (the namespace's ReplicaSets and pods are being deleted, and
+        nothing new may be created in it, so a hand-back would wait for ever)."""
+        try:
+            found = await self.kube.get("v1", "Namespace", namespace)
+        except KubeError as exc:
+            log.warning("reading namespace %s: %s; handing the workload back", namespace, exc)
+            return False
+        return bool(found and found["metadata"].get("deletionTimestamp"))
+
     # ------------------------------------------------------------------ the pass
     async def _pass(
         self,
@@ -246,10 +257,11 @@ class Reconciler:
         traffic_moved = False
         decision = Decision(status, (), 0.0)
         written = status
-        for _ in range(MAX_DECISIONS_PER_PASS):
+        for left in reversed(range(MAX_DECISIONS_PER_PASS)):
             obs, ctx = await self._observe(cr, adapter, status, rollout, handed_back, now)
             decision = decide(status, rollout, obs, ops, now)
             recorded: tuple[act.PostEvent, ...] = ()
+            ahead: RolloutStatus | None = None
             if _moves_pods(decision) and _milestone(decision.status) != _milestone(written):
                 # Status before action: whoever reads the rollout (people, the CLI, a sampler)
                 # never sees pods of a step or an ending the status does not show yet.
@@ -259,11 +271,24 @@ class Reconciler:
                 # the pods have moved (an Event is no reason to keep a step waiting).
                 recorded = tuple(pending)
                 pending.clear()
+            else:
+                ahead = _status_ahead(adapter, obs, decision, rollout, ops, now, left)
+                if ahead is not None and _milestone(ahead) == _milestone(written):
+                    ahead = None
+            # The Events decided so far are in the status written ahead, when there is one.
+            so_far = tuple(pending) if ahead is not None else ()
+            if ahead is not None:
+                pending.clear()
             writes = adapter.writes
             try:
-                handed_back = await self._act(
-                    cr, adapter, obs.workload, ctx, rollout, decision, pending
-                )
+                moving = self._act(cr, adapter, obs.workload, ctx, rollout, decision, pending)
+                if ahead is None:
+                    handed_back = await moving
+                else:
+                    # The step these pod moves lead to is known: its status is written while
+                    # they are made, not after (one API round trip less between two steps).
+                    handed_back = await self._writing_status(cr, ahead, moving)
+                    written, recorded = ahead, so_far
             except TrafficError as exc:
                 # Nothing is half-changed (the traffic manager undid its writes); say what failed
                 # and try again: the routing object may simply not exist yet.
@@ -280,7 +305,7 @@ class Reconciler:
             # Writes whose answers are in the watch-backed copies may have finished the step
             # (old pods a scaled-down ReplicaSet no longer wants count as gone): decide again
             # from what they left now, not when the workload's controller reports.
-            again = obs.watched and adapter.writes != writes
+            again = obs.watched and (adapter.writes != writes or ahead is not None)
             if decision.requeue > 0 and not handed_back and not again:
                 break
         if traffic_moved:
@@ -306,6 +331,20 @@ class Reconciler:
         answers = self._answers.get((meta["namespace"], meta["name"]))
         if answers is not None and written:
             answers.append(written)
+
+    async def _writing_status(
+        self, cr: Obj, status: RolloutStatus, moving: Coroutine[Any, Any, bool]
+    ) -> bool:
+        """Write ``status`` while ``moving`` runs; ``moving``'s answer once both are done, or
+        the first failure."""
+        wrote, moved = await asyncio.gather(
+            self._write_status(cr, status), moving, return_exceptions=True
+        )
+        for failure in (wrote, moved):
+            if isinstance(failure, BaseException):
+                raise failure
+        assert isinstance(moved, bool)
+        return moved
 
     async def _observe(
         self,
@@ -519,6 +558,50 @@ class Reconciler:
 
 def _moves_pods(decision: Decision) -> bool:
     return any(isinstance(a, act.ScaleTo | act.AbortPods | act.HandBack) for a in decision.actions)
+
+
+def _status_ahead(
+    adapter: WorkloadAdapter,
+    obs: Observation,
+    decision: Decision,
+    rollout: Rollout,
+    ops: Operations,
+    now: datetime,
+    within: int,
+) -> RolloutStatus | None:
+    """The status of the next decision that moves pods, when ``decision``'s only write is a
+    :class:`~vela_progressive.core.decide.ScaleTo` and the reads are watched: decided from the
+    view its writes will leave (``WorkloadAdapter.foresee``), through the decisions that only
+    change the status (a step done, the next one started). ``None`` when none is in reach of
+    the ``within`` decisions the pass has left (it must come to that decision itself).
+
+    The pass decides again from what it observes once the writes are made, and acts only on
+    that decision; what is written ahead is its status, which leads its pods as every status
+    write does. Should the writes fail, the status shows the next step with the pods still on
+    this one, and the next pass moves them there: a step's writes are computed from the pods
+    as they are, whichever step they are on.
+    """
+    moves = [a for a in decision.actions if not isinstance(a, act.PostEvent)]
+    view = obs.workload
+    if not obs.watched or view is None or len(moves) != 1:
+        return None
+    scale = moves[0]
+    if not isinstance(scale, act.ScaleTo):
+        return None
+    foreseen = adapter.foresee(
+        view,
+        scale.new_pods,
+        surge_ready=scale.surge_ready,
+        stable_hint=stable_hint(decision.status),
+    )
+    seen = replace(obs, workload=foreseen)
+    for _ in range(within):
+        decision = decide(decision.status, rollout, seen, ops, now)
+        if any(not isinstance(a, act.PostEvent) for a in decision.actions):
+            return decision.status if _moves_pods(decision) else None
+        if decision.requeue > 0:
+            return None
+    return None
 
 
 def _milestone(status: RolloutStatus) -> tuple[object, ...]:

@@ -65,6 +65,13 @@ class WorkloadAdapter(Protocol):
         """
         ...
 
+    def foresee(
+        self, view: WorkloadView, new_pods: int, *, surge_ready: bool, stable_hint: str | None
+    ) -> WorkloadView:
+        """The view :meth:`scale_to` will leave once its writes are in the watch-backed copies,
+        computed without I/O (its writes applied as the offline preview applies them)."""
+        ...
+
     async def abort(self, view: WorkloadView) -> None:
         """All pods back to the stable revision; the workload stays held."""
         ...
@@ -185,6 +192,14 @@ class Adapter:
         await self._apply(
             self.style.scale_to(self.observed, view, new_pods, surge_ready=surge_ready)
         )
+
+    def foresee(
+        self, view: WorkloadView, new_pods: int, *, surge_ready: bool, stable_hint: str | None
+    ) -> WorkloadView:
+        obs = self.observed
+        for write in self.style.scale_to(obs, view, new_pods, surge_ready=surge_ready):
+            obs = obs.after(write)
+        return self.style.view(obs, stable_hint)
 
     async def abort(self, view: WorkloadView) -> None:
         await self._apply(self.style.abort(self.observed, view))
