@@ -141,6 +141,24 @@ def test_a_held_deployment_is_judged_before_its_controller_has_observed_the_hold
     assert not STYLE.view(Observed(handed_back, held.objects, held.pods), None).settled
 
 
+def test_a_template_change_the_webhook_paused_is_judged_before_its_controller_observes_it() -> None:
+    changed = STYLE.example(NS, NAME, 4, template("v2"), 0, 4)
+    paused = copy.deepcopy(changed.workload)
+    paused["spec"]["paused"] = True  # the hold webhook's patch: the strategy is still its own
+    paused["metadata"]["generation"] = 2  # observedGeneration still 1
+    view = STYLE.view(Observed(paused, changed.objects, changed.pods), None)
+    assert view.settled
+    assert (view.new_pods, view.old_pods, view.replicas) == (0, 4, 4)
+    # Scaled as well: the controller has a ReplicaSet to scale once it observes that.
+    scaled = copy.deepcopy(paused)
+    scaled["spec"]["replicas"] = 6
+    assert not STYLE.view(Observed(scaled, changed.objects, changed.pods), None).settled
+    # Not paused: it rolls the template as soon as it observes it.
+    rolling = copy.deepcopy(paused)
+    rolling["spec"]["paused"] = False
+    assert not STYLE.view(Observed(rolling, changed.objects, changed.pods), None).settled
+
+
 async def test_abort_puts_every_pod_back_on_stable_and_keeps_the_hold() -> None:
     kube = world(10, new=5, old=5)
     a = adapter(kube)
