@@ -53,6 +53,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,12 +67,12 @@ from vela_progressive.core.placement import Placement, PlacementError, placement
 from vela_progressive.core.release import STAMP_ANNOTATION
 from vela_progressive.core.serving import serving_hosts
 from vela_progressive.core.watched import workload_of
-from vela_progressive.core.workloads import APP_REVISION_LABEL, hold_patch, key_of, registry
+from vela_progressive.core.workloads import APP_REVISION_LABEL, registry
 from vela_progressive.shell.admission import register as register_webhooks
 from vela_progressive.shell.cache import WatchCache
 from vela_progressive.shell.certs import ensure_serving_cert, ensure_stamp_key
 from vela_progressive.shell.events import EventSink
-from vela_progressive.shell.heap import HeapTrimmer, libc_trim
+from vela_progressive.shell.heap import CycleCollector, HeapTrimmer, libc_trim
 from vela_progressive.shell.kube import Kube, KubeError
 from vela_progressive.shell.metrics import Metrics
 from vela_progressive.shell.peering import ensure_peering
@@ -92,6 +93,9 @@ METRICS_PORT = os.environ.get("VP_METRICS_PORT", "8081")
 COALESCE = float(os.environ.get("VP_COALESCE_MS", "50")) / 1000
 #: Seconds between heap trims after passes ran (VP_HEAP_TRIM_SECONDS; 0: never).
 HEAP_TRIM = float(os.environ.get("VP_HEAP_TRIM_SECONDS", "60"))
+#: Seconds between full collections of the cyclic GC that look at every object
+#: (VP_GC_UNFREEZE_SECONDS; 0: Python's default collections, which walk them all every time).
+GC_UNFREEZE = float(os.environ.get("VP_GC_UNFREEZE_SECONDS", "600"))
 #: Read pods, ReplicaSets and the core workload kinds from watch-backed copies (VP_WATCH_CACHE).
 WATCH_CACHE = os.environ.get("VP_WATCH_CACHE", "on") != "off"
 METRICS_ADDR = os.environ.get("VP_METRICS_ADDR", "0.0.0.0" if MODE == "incluster" else "127.0.0.1")
@@ -157,6 +161,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -
     memo.copies = _watch_copies(kube, memo) if WATCH_CACHE else []
     memo.heap = HeapTrimmer(HEAP_TRIM, libc_trim())
     memo.heap_task = asyncio.create_task(memo.heap.run(), name="heap-trim")
+    memo.gc_task = asyncio.create_task(CycleCollector(GC_UNFREEZE).run(), name="gc-unfreeze")
     #: (namespace, name) -> the release loop's reader of its rollout
     memo.readers = {}
     memo.reconciler = Reconciler(
@@ -186,24 +191,30 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **kwargs: Any) -
             memo.reconciler.stamp_key = memo.stamp_key
         else:
             cert = ensure_serving_cert(state / "certs", hosts)
-        settings.admission.server = kopf.WebhookServer(
-            addr=os.environ.get("VP_WEBHOOK_ADDR", "0.0.0.0"),
-            port=int(os.environ.get("VP_WEBHOOK_PORT", "9443")),
-            certfile=cert.certfile,
-            pkeyfile=cert.keyfile,
+        settings.admission.server = HoldingServer(
+            kopf.WebhookServer(
+                addr=os.environ.get("VP_WEBHOOK_ADDR", "0.0.0.0"),
+                port=int(os.environ.get("VP_WEBHOOK_PORT", "9443")),
+                certfile=cert.certfile,
+                pkeyfile=cert.keyfile,
+            ),
+            memo.metrics,
         )
         await install_ca_bundle(kube, WEBHOOK_CONFIG, config, cert.cafile.read_bytes())
         return
     host = os.environ.get("VP_WEBHOOK_HOST", "127.0.0.1")
     port = int(os.environ.get("VP_WEBHOOK_PORT", "9443"))
     cert = ensure_serving_cert(state / "certs", [host])
-    settings.admission.server = kopf.WebhookServer(
-        addr=host,
-        port=port,
-        host=host,
-        cafile=cert.cafile,
-        certfile=cert.certfile,
-        pkeyfile=cert.keyfile,
+    settings.admission.server = HoldingServer(
+        kopf.WebhookServer(
+            addr=host,
+            port=port,
+            host=host,
+            cafile=cert.cafile,
+            certfile=cert.certfile,
+            pkeyfile=cert.keyfile,
+        ),
+        memo.metrics,
     )
     # Registered by us, not by Kopf: the API server calls a webhook only for a request it
     # could change (core.admission's match conditions, which Kopf's configuration lacks).
@@ -263,6 +274,7 @@ def api_requests(memo: Any, **_: Any) -> dict[str, int]:
 @kopf.on.cleanup()
 async def close(memo: Any, **_: Any) -> None:
     memo.heap_task.cancel()
+    memo.gc_task.cancel()
     for task in memo.copies:
         task.cancel()
     memo.metrics.close()
@@ -422,29 +434,31 @@ async def released(body: kopf.Body, memo: Any, **_: Any) -> None:
 
 
 # ---------------------------------------------------------------- the hold webhook
-async def hold(body: kopf.Body, patch: kopf.Patch, memo: Any, **kwargs: Any) -> None:
-    with memo.metrics.holding(body["kind"]):
-        old = kwargs.get("old")
-        key = key_of(body.get("apiVersion", ""), body["kind"])
-        change = hold_patch(key, dict(old) if old else None, dict(body))
-        if change:
-            patch.update(change)
+class HoldingServer:
+    """Kopf's webhook server, answering the hold webhooks itself: one per registered kind,
+    served at ``/<handler_id>`` (``core.admission.HOLDS``; the addon's webhook rules and the
+    self-registered configuration come from the same registry). Every other webhook (the stamp)
+    goes to Kopf's admission handlers."""
 
+    def __init__(self, server: kopf.WebhookServer, metrics: Metrics) -> None:
+        self.server, self.metrics = server, metrics
 
-# One webhook per registered kind, served at /hold-<plural> (the addon's webhook rules and the
-# self-registered configuration both come from the registry). None with VP_WEBHOOK_MODE=off:
-# Kopf refuses to start with admission handlers and no server to serve them.
-for _kind in registry.REGISTRY if MODE != "off" else ():
-    kopf.on.mutate(
-        _kind.group,
-        _kind.version,
-        _kind.plural,
-        id=_kind.handler_id,
-        labels={HOLD_LABEL: "true"},
-        operations=["UPDATE"],
-        ignore_failures=FAIL_OPEN,
-        side_effects=False,
-    )(hold)
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        async def serve(
+            request: Any,
+            *,
+            webhook: str | None = None,
+            headers: dict[str, str] | None = None,
+            sslpeer: dict[str, Any] | None = None,
+        ) -> Any:
+            kind = admission.HOLDS.get(webhook or "")
+            if kind is None:
+                return await fn(request, webhook=webhook, headers=headers, sslpeer=sslpeer)
+            with self.metrics.holding(kind.kind):
+                return admission.hold_review(request, kind, FAIL_OPEN)
+
+        async for config in self.server(serve):
+            yield config
 
 
 # ---------------------------------------------------------------- who asked for an operation

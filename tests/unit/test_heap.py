@@ -1,11 +1,14 @@
-"""The heap trimmer: it trims after passes ran, not while the controller is idle."""
+"""The heap trimmer (it trims after passes ran, not while the controller is idle) and the
+cyclic collector's freezing."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import threading
 
-from vela_progressive.shell.heap import HeapTrimmer, libc_trim
+from vela_progressive.shell.heap import CycleCollector, HeapTrimmer, libc_trim
 
 
 async def test_the_heap_is_trimmed_once_per_interval_in_which_passes_ran() -> None:
@@ -43,3 +46,34 @@ def test_glibc_has_malloc_trim() -> None:
     trim = libc_trim()
     assert trim is not None
     assert trim() in (0, 1)
+
+
+async def test_the_survivors_of_a_collection_are_frozen_until_the_next_unfreeze() -> None:
+    collector = CycleCollector(interval=0.2)
+    task = asyncio.create_task(collector.run())
+    await asyncio.sleep(0)
+    try:
+        kept = [[n] for n in range(1000)]  # long-lived containers
+        gc.collect(0)  # the youngest generation only: nothing frozen
+        await asyncio.sleep(0)
+        assert gc.get_freeze_count() == 0
+        gc.collect(1)
+        await asyncio.sleep(0)
+        assert gc.get_freeze_count() >= len(kept)
+        # A collection now walks only what was made since.
+        assert collector.freezes == 1
+        await asyncio.sleep(0.3)  # the interval: everything is looked at once more
+        assert gc.get_freeze_count() == 0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert gc.get_freeze_count() == 0
+    assert collector._collected not in gc.callbacks
+
+
+async def test_no_freezing_when_turned_off() -> None:
+    await CycleCollector(interval=0).run()
+    gc.collect(1)
+    await asyncio.sleep(0)
+    assert gc.get_freeze_count() == 0

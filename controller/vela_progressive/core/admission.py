@@ -22,13 +22,16 @@ a controller run with ``VP_WEBHOOK_MODE=local`` registers :func:`configuration` 
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
 from vela_progressive.core.identity import OPERATIONS, WEBHOOK_ID, WEBHOOK_OPERATIONS
 from vela_progressive.core.model import API_GROUP, API_VERSION, HOLD_LABEL, PLURAL
 from vela_progressive.core.release import STAMP_ANNOTATION
+from vela_progressive.core.traffic.patch import apply_merge_patch
 from vela_progressive.core.workloads import registry
+from vela_progressive.core.workloads.style import WorkloadKind
 
 Obj = dict[str, Any]
 
@@ -118,3 +121,80 @@ def configuration(name: str, base_url: str, ca_bundle: str, hold_failure_policy:
         "metadata": {"name": name},
         "webhooks": [*holds, stamp],
     }
+
+
+# ---------------------------------------------------------------------------------- the hold
+#: The hold webhooks by their id (the path they are served at): one per registry kind.
+HOLDS = {kind.handler_id: kind for kind in registry.REGISTRY}
+
+
+def hold_review(review: Obj, kind: WorkloadKind, fail_open: bool) -> Obj:
+    """The AdmissionReview answering ``review``, a request to ``kind``'s hold webhook
+    (:data:`HOLDS`): the kind's hold rule (``WorkloadKind.hold``) as a JSON patch of the object.
+
+    Answered here rather than through Kopf's admission machinery, which copies the whole object
+    and diffs it with the patched copy to find the JSON patch: three quarters of the webhook's
+    CPU with 1,000 template changes arriving at once (docs/benchmarks.md). The hold's merge
+    patch is turned into operations directly (:func:`json_patch`). A rule that fails lets the
+    change through with a warning when the webhook fails open, else refuses it, saying why.
+    """
+    request = review.get("request") or {}
+    response: Obj = {"uid": request.get("uid", ""), "allowed": True}
+    obj, old = request.get("object"), request.get("oldObject")
+    meta = (obj.get("metadata") or {}) if isinstance(obj, dict) else {}
+    if (
+        isinstance(obj, dict)
+        and (meta.get("labels") or {}).get(HOLD_LABEL) == "true"
+        and request.get("operation") == "UPDATE"
+    ):
+        try:
+            change = kind.hold(old, obj)
+            ops = json_patch(obj, change) if change else []
+        except Exception as exc:  # a bug in a rule: never a crash of the webhook
+            why = f"holding {kind.kind} {meta.get('namespace')}/{meta.get('name')}: {exc!r}"
+            if not fail_open:
+                return _review(review, {**response, "allowed": False, "status": _refused(why)})
+            return _review(review, {**response, "warnings": [f"{why}; let through unheld"]})
+        if ops:
+            response["patchType"] = "JSONPatch"
+            response["patch"] = base64.b64encode(json.dumps(ops).encode()).decode()
+    return _review(review, response)
+
+
+def _review(review: Obj, response: Obj) -> Obj:
+    return {
+        "apiVersion": review.get("apiVersion", "admission.k8s.io/v1"),
+        "kind": "AdmissionReview",
+        "response": response,
+    }
+
+
+def _refused(why: str) -> Obj:
+    return {"code": 500, "message": why}
+
+
+def json_patch(obj: Any, merge: Obj, path: str = "") -> list[Obj]:
+    """The JSON patch (RFC 6902) operations that do to ``obj`` what the merge patch ``merge``
+    (RFC 7386) does: ``apply_merge_patch(obj, merge)``, but as operations on the paths the
+    merge patch names, without looking at the rest of the object.
+
+    >>> json_patch({"spec": {"paused": False, "replicas": 3}}, {"spec": {"paused": True}})
+    [{'op': 'replace', 'path': '/spec/paused', 'value': True}]
+    >>> json_patch({"metadata": {}}, {"metadata": {"annotations": {"a/b": "1", "c": None}}})
+    [{'op': 'add', 'path': '/metadata/annotations', 'value': {'a/b': '1'}}]
+    """
+    ops: list[Obj] = []
+    here = obj if isinstance(obj, dict) else {}
+    for key, value in merge.items():
+        where = f"{path}/{key.replace('~', '~0').replace('/', '~1')}"
+        present = key in here
+        if value is None:
+            if present:
+                ops.append({"op": "remove", "path": where})
+        elif isinstance(value, dict) and present and isinstance(here[key], dict):
+            ops += json_patch(here[key], value, where)
+        else:
+            wanted = apply_merge_patch(None, value)  # a new object loses its nulls
+            if not present or here[key] != wanted:
+                ops.append({"op": "replace" if present else "add", "path": where, "value": wanted})
+    return ops
