@@ -402,6 +402,7 @@ class Bench:
         finish = max((t.done for t in done if t.done), default=math.nan) - t0
         total = sum(verbs.values())
         rss = self.sampler.rss_mib(side)
+        cpu = proc.cpu()  # the releases', not the teardown's that follows
         if side == OURS and not left and size >= self.summary.get("size", 0):
             self.summary.update(size=size, finish=finish, rss=rss)
         say(
@@ -415,7 +416,7 @@ class Bench:
             f"{bench_stats.fmt_s(finish)} (templates changed in {triggered:.1f} s) | "
             f"{len(left)} | {total / (t1 - t0):.1f} | "
             f"{total / size:.1f} ({per_release(verbs, size)}) | "
-            f"{proc.cpu():.1f} s | {rss:.0f} MiB | {self.sampler.load_text} |"
+            f"{cpu:.1f} s | {rss:.0f} MiB | {self.sampler.load_text} |"
         )
 
     # -------------------------------------------------------------------------- 3: restart
