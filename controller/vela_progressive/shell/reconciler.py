@@ -594,7 +594,9 @@ def _status_ahead(
         surge_ready=scale.surge_ready,
         stable_hint=stable_hint(decision.status),
     )
-    seen = replace(obs, workload=foreseen)
+    # Only the pods are foreseen: what a gate would need observed afresh (canary endpoints,
+    # measurements, webhook answers) is left out, so a gated step is never written ahead.
+    seen = replace(obs, workload=foreseen, canary_ready=None, measurements={}, webhooks={})
     for _ in range(within):
         decision = decide(decision.status, rollout, seen, ops, now)
         if any(not isinstance(a, act.PostEvent) for a in decision.actions):
