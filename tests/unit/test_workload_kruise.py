@@ -19,7 +19,6 @@ from vela_progressive.core.workloads import (
     ORIGINAL_ANNOTATION,
     POD_TEMPLATE_HASH,
     Observed,
-    Writes,
     hold_patch,
     registry,
 )
@@ -37,12 +36,6 @@ ADVANCED_STS = registry.style_for("StatefulSet.apps.kruise.io", ReleaseMode.BATC
 ADVANCED_DS = registry.style_for("DaemonSet.apps.kruise.io", ReleaseMode.BATCH)
 
 
-def applied(obs: Observed, writes: Writes) -> Observed:
-    for write in writes:
-        obs = obs.after(write)
-    return obs
-
-
 def strategy(obs: Observed) -> Obj:
     value: Obj = obs.workload["spec"]["updateStrategy"]
     return value
@@ -51,13 +44,13 @@ def strategy(obs: Observed) -> Obj:
 # ---------------------------------------------------------------------------------- CloneSet
 def test_cloneset_partition_counts_the_pods_kept_on_the_old_revision() -> None:
     start = CLONESET.example(NS, NAME, 10, TEMPLATE, 0, 10)
-    held = applied(start, CLONESET.hold(start, CLONESET.view(start, None)))
+    held = start.after_all(CLONESET.hold(start, CLONESET.view(start, None)))
     assert strategy(held)["partition"] == "100%"
     saved = json.loads(held.workload["metadata"]["annotations"][ORIGINAL_ANNOTATION])
     assert saved["updateStrategy"] == strategy(start), "the user's strategy is saved"
     for new_pods, partition in ((2, 8), (5, 5), (10, 0)):
         view = CLONESET.view(held, None)
-        held = applied(held, CLONESET.scale_to(held, view, new_pods, surge_ready=False))
+        held = held.after_all(CLONESET.scale_to(held, view, new_pods, surge_ready=False))
         assert strategy(held)["partition"] == partition
 
 
@@ -133,7 +126,7 @@ def test_cloneset_hand_back_restores_the_users_strategy_exactly() -> None:
     original = json.loads(obs.workload["metadata"]["annotations"][ORIGINAL_ANNOTATION])
     writes, done = CLONESET.finalize(obs, CLONESET.view(obs, None))
     assert not done
-    after = applied(obs, writes)
+    after = obs.after_all(writes)
     assert strategy(after) == original["updateStrategy"]
     assert ORIGINAL_ANNOTATION not in (after.workload["metadata"].get("annotations") or {})
     again, done = CLONESET.finalize(after, CLONESET.view(after, None))
@@ -172,7 +165,7 @@ def test_an_advanced_statefulset_in_v1alpha1_is_the_same_kind() -> None:
 # ------------------------------------------------------------------------ Advanced DaemonSet
 def test_advanced_daemonset_is_held_at_a_partition_beyond_any_node_count() -> None:
     start = ADVANCED_DS.example(NS, NAME, 10, TEMPLATE, 0, 10)
-    held = applied(start, ADVANCED_DS.hold(start, ADVANCED_DS.view(start, None)))
+    held = start.after_all(ADVANCED_DS.hold(start, ADVANCED_DS.view(start, None)))
     rolling = strategy(held)["rollingUpdate"]
     assert rolling["partition"] == HELD_PARTITION
     assert rolling["rollingUpdateType"] == "Standard", "the user's fields stay"
@@ -187,7 +180,7 @@ def test_advanced_daemonset_steps_lower_the_partition_and_delete_nothing(
     view = ADVANCED_DS.view(obs, None)
     writes = ADVANCED_DS.scale_to(obs, view, new_pods, surge_ready=False)
     assert all(w.verb == "patch" for w in writes)
-    after = applied(obs, writes)
+    after = obs.after_all(writes)
     assert strategy(after)["rollingUpdate"]["partition"] == partition
 
 
@@ -201,7 +194,7 @@ def test_advanced_daemonset_abort_puts_the_stable_template_back_and_holds_every_
     obs = ADVANCED_DS.example(NS, NAME, 10, TEMPLATE, 5, 5)
     view = ADVANCED_DS.view(obs, None)
     (write,) = ADVANCED_DS.abort(obs, view)
-    after = applied(obs, (write,))
+    after = obs.after(write)
     assert strategy(after)["rollingUpdate"]["partition"] == HELD_PARTITION
     template = after.workload["spec"]["template"]
     assert template["spec"] == "<the stable pod spec>", "the stable template is back"
@@ -211,7 +204,7 @@ def test_advanced_daemonset_hand_back_restores_the_users_strategy_exactly() -> N
     obs = ADVANCED_DS.example(NS, NAME, 10, TEMPLATE, 10, 0)
     original = json.loads(obs.workload["metadata"]["annotations"][ORIGINAL_ANNOTATION])
     writes, _ = ADVANCED_DS.finalize(obs, ADVANCED_DS.view(obs, None))
-    after = applied(obs, writes)
+    after = obs.after_all(writes)
     assert strategy(after) == original["updateStrategy"]
 
 

@@ -139,10 +139,8 @@ def test_every_style_leaves_what_it_read_unchanged(
         style.hold(observed, view)
         for n in (0, 1, 2, 4):
             for ready in (False, True):
-                foreseen = observed  # as WorkloadAdapter.foresee applies the writes
-                for write in style.scale_to(observed, view, n, surge_ready=ready):
-                    foreseen = foreseen.after(write)
-                style.view(foreseen, hint)
+                writes = style.scale_to(observed, view, n, surge_ready=ready)
+                style.view(observed.after_all(writes), hint)  # as WorkloadAdapter.foresee
         style.abort(observed, view)
         style.finalize(observed, view)
     assert (obs.workload, obs.objects, obs.pods, found) == before

@@ -272,12 +272,10 @@ class Reconciler:
                 recorded = tuple(pending)
                 pending.clear()
             else:
-                ahead = _status_ahead(adapter, obs, decision, rollout, ops, now, left)
-                if ahead is not None and _milestone(ahead) == _milestone(written):
-                    ahead = None
-            # The Events decided so far are in the status written ahead, when there is one.
-            so_far = tuple(pending) if ahead is not None else ()
-            if ahead is not None:
+                ahead = _status_ahead(adapter, obs, decision, rollout, ops, now, left, written)
+            so_far: tuple[act.PostEvent, ...] = ()
+            if ahead is not None:  # the Events decided so far are in the status written ahead
+                so_far = tuple(pending)
                 pending.clear()
             writes = adapter.writes
             try:
@@ -568,12 +566,15 @@ def _status_ahead(
     ops: Operations,
     now: datetime,
     within: int,
+    written: RolloutStatus,
 ) -> RolloutStatus | None:
     """The status of the next decision that moves pods, when ``decision``'s only write is a
-    :class:`~vela_progressive.core.decide.ScaleTo` and the reads are watched: decided from the
-    view its writes will leave (``WorkloadAdapter.foresee``), through the decisions that only
-    change the status (a step done, the next one started). ``None`` when none is in reach of
-    the ``within`` decisions the pass has left (it must come to that decision itself).
+    :class:`~vela_progressive.core.decide.ScaleTo` taking old pods down (its new pods are
+    Ready) and the reads are watched: decided from the view its writes will leave
+    (``WorkloadAdapter.foresee``), through the decisions that only change the status (a step
+    done, the next one started). ``None`` when none is in reach of the ``within`` decisions the
+    pass has left (it must come to that decision itself), or when its status is at the
+    milestone already ``written``.
 
     The pass decides again from what it observes once the writes are made, and acts only on
     that decision; what is written ahead is its status, which leads its pods as every status
@@ -586,7 +587,8 @@ def _status_ahead(
     if not obs.watched or view is None or len(moves) != 1:
         return None
     scale = moves[0]
-    if not isinstance(scale, act.ScaleTo):
+    if not isinstance(scale, act.ScaleTo) or not scale.surge_ready:
+        # New pods still to come: the foreseen view is this one, and so is the decision.
         return None
     foreseen = adapter.foresee(
         view,
@@ -600,7 +602,8 @@ def _status_ahead(
     for _ in range(within):
         decision = decide(decision.status, rollout, seen, ops, now)
         if any(not isinstance(a, act.PostEvent) for a in decision.actions):
-            return decision.status if _moves_pods(decision) else None
+            moves_on = _moves_pods(decision) and _milestone(decision.status) != _milestone(written)
+            return decision.status if moves_on else None
         if decision.requeue > 0:
             return None
     return None

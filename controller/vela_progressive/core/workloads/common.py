@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -463,6 +463,14 @@ class Observed:
         at = next((n for n, o in enumerate(self.objects) if _key(o) == _key(result)), len(rest))
         rest.insert(at, result)
         return replace(self, objects=tuple(rest))
+
+    def after_all(self, writes: Iterable[Write]) -> Observed:
+        """The snapshot once ``writes`` are applied in order, each simulated as :meth:`after`
+        does without an answer (what the shell's copies will show once they are made)."""
+        obs = self
+        for write in writes:
+            obs = obs.after(write)
+        return obs
 
     def _find(self, key: tuple[str, str, str]) -> Obj | None:
         return next((o for o in (self.workload, *self.objects, *self.pods) if _key(o) == key), None)

@@ -413,8 +413,7 @@ class PartitionDeployment:
         objects = [replicaset(deploy, stable_template, old_pods, 1)]
         if new_pods:
             held = self.hold(Observed(deploy), self.view(Observed(deploy), None))
-            for write in held:
-                deploy = Observed(deploy).after(write).workload
+            deploy = Observed(deploy).after_all(held).workload
             objects.append(replicaset(deploy, template, new_pods, 2))
         pods = [
             pod(namespace, f"{rs['metadata']['name']}-{n}", labels_of(rs["spec"]["template"]), rs)

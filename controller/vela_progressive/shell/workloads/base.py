@@ -197,9 +197,8 @@ class Adapter:
         self, view: WorkloadView, new_pods: int, *, surge_ready: bool, stable_hint: str | None
     ) -> WorkloadView:
         obs = self.observed
-        for write in self.style.scale_to(obs, view, new_pods, surge_ready=surge_ready):
-            obs = obs.after(write)
-        return self.style.view(obs, stable_hint)
+        writes = self.style.scale_to(obs, view, new_pods, surge_ready=surge_ready)
+        return self.style.view(obs.after_all(writes), stable_hint)
 
     async def abort(self, view: WorkloadView) -> None:
         await self._apply(self.style.abort(self.observed, view))
