@@ -224,6 +224,8 @@ class Bench:
     namespaces: list[str] = field(default_factory=list)
     #: Called with the sections so far after each part.
     written: Callable[[list[str]], None] = lambda _: None
+    #: Where each scale part's per-release timings go (JSON lines), if anywhere.
+    samples: Path | None = None
 
     def add(self, section: str) -> None:
         """A part's section: on stderr at once, and into the docs (a run cut short keeps it)."""
@@ -397,6 +399,17 @@ class Bench:
         await asyncio.sleep(0.5)
         verbs = self.audit.count(offset, side, since, fleet.now_utc())
         tracks = group.tracks()
+        if self.samples is not None:
+            with self.samples.open("a") as out:
+                for release, track in zip(releases, tracks, strict=True):
+                    row = {
+                        "size": size,
+                        "side": side,
+                        "release": f"{release.namespace}/{release.name}",
+                        # CLOCK_MONOTONIC, the same in every process: for joining other logs
+                        "origin": t0,
+                    }
+                    out.write(json.dumps(row | track.timings(t0)) + "\n")
         done = [t for t in tracks if t.done is not None]
         lats = [x for t in tracks for x in t.latencies()]
         finish = max((t.done for t in done if t.done), default=math.nan) - t0
@@ -646,6 +659,7 @@ async def run(args: argparse.Namespace, name: str) -> str:
             Audit(Path(cluster.env["VP_AUDIT_LOG"])),
             sampler,
             written=written,
+            samples=args.samples,
         )
         try:
             if args.releases:
@@ -689,6 +703,12 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900, help="per part, seconds")
     parser.add_argument("--docs", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument(
+        "--samples",
+        type=Path,
+        help="append each scale part's per-release timings here (JSON lines, seconds from the "
+        "part's trigger: when each step's pods were Ready and when the next step was allowed)",
+    )
     args = parser.parse_args()
     args.argv = sys.argv[1:]
     with own_world(args.world) as name:

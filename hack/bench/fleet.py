@@ -86,6 +86,23 @@ class Track:
     def ready_count(self, image: str) -> int:
         return sum(1 for img, ok in self.pods.values() if ok and img == image)
 
+    def timings(self, origin: float) -> Obj:
+        """Seconds from ``origin``: the trigger, the first time each step's new pods were Ready
+        and were allowed, and the end (``None``: not seen)."""
+
+        def since(at: float | None) -> float | None:
+            return None if at is None else round(at - origin, 4)
+
+        ready = bench_stats.first_reached(self.ready_samples, self.plan)
+        moved = bench_stats.first_reached(self.moved_samples, self.plan)
+        return {
+            "triggered": since(self.triggered),
+            "ready": {n: since(ready.get(n)) for n in self.plan},
+            "allowed": {n: since(moved.get(n)) for n in self.plan},
+            "done": since(self.done),
+            "latencies": [round(x, 4) for x in self.latencies()],
+        }
+
     def latencies(self) -> list[float]:
         targets = self.plan
         return bench_stats.step_latencies(

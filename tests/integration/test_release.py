@@ -191,6 +191,44 @@ async def test_deleting_the_rollout_mid_release_hands_the_workload_back(
     await rel.assert_consistent(V2, 4)
 
 
+#: A finalizer of the test's own: the workload outlives its namespace's deletion until removed.
+KEEP = "test.vela-progressive.io/keep"
+
+
+async def test_a_rollout_deleted_with_its_namespace_lets_go_without_a_hand_back(
+    controller: Controller, kube: Kube, namespace: str
+) -> None:
+    """The namespace controller deletes the workload and nothing may be created in the
+    namespace: a hand-back would wait for a workload controller that no longer rolls it (a
+    Deployment being deleted is only given status), so the rollout's finalizer must go at once.
+    The Deployment is kept by a finalizer of the test's own while that is checked."""
+    rel = Release(kube, namespace, "Deployment")
+    await rel.create(4, APPROVAL_STEPS, releaseMode="batch")
+    await rel.set_image(V2, "app-v2")
+    await rel.wait_step(1)
+    await kube.patch(
+        "apps/v1", "Deployment", rel.name, namespace, {"metadata": {"finalizers": [KEEP]}}
+    )
+    try:
+        await kube.delete("v1", "Namespace", namespace)
+
+        async def rollout_gone() -> bool:
+            return await kube.get(CR_API, KIND, rel.name, namespace) is None
+
+        await eventually(rollout_gone, 30, "the rollout to go with its namespace")
+        deploy = await rel.workload()
+        assert deploy["metadata"].get("deletionTimestamp"), "the namespace deletes the workload"
+    finally:
+        await kube.patch(
+            "apps/v1", "Deployment", rel.name, namespace, {"metadata": {"finalizers": None}}
+        )
+
+    async def namespace_gone() -> bool:
+        return await kube.get("v1", "Namespace", namespace) is None
+
+    await eventually(namespace_gone, 60, "the namespace to be deleted")
+
+
 async def test_scaling_mid_release_keeps_the_step_percentage(
     controller: Controller, kube: Kube, namespace: str
 ) -> None:

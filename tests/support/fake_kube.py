@@ -2,11 +2,12 @@
 
 It keeps objects by reference and behaves like the real server where our code relies on it:
 ``resourceVersion`` preconditions of merge patches (409 Conflict when the object changed since it
-was read), ``uid`` / ``resourceVersion`` preconditions of deletes, ``AlreadyExists`` on create,
-equality label selectors, list items without ``apiVersion``/``kind``, empty label/annotation
-maps omitted. It runs no controller: a test
-plays the Deployment or StatefulSet controller itself (:meth:`FakeKube.put`), and can inject a
-failure for any (verb, object) with :attr:`FakeKube.fail_on`.
+was read), JSON patches whose ``test`` operations fail (422, no details), the generation moved by
+a change of the spec, ``uid`` / ``resourceVersion`` preconditions of deletes, ``AlreadyExists``
+on create, equality label selectors, list items without ``apiVersion``/``kind``, empty
+label/annotation maps omitted. It runs no controller: a test plays the Deployment or
+StatefulSet controller itself (:meth:`FakeKube.put`), and can inject a failure for any (verb,
+object) with :attr:`FakeKube.fail_on`.
 
 The same behaviours are checked against the real cluster in ``tests/integration``; this tier runs
 in milliseconds.
@@ -17,6 +18,8 @@ from __future__ import annotations
 import copy
 import itertools
 from typing import Any
+
+import jsonpatch
 
 from vela_progressive.core.traffic import ObjectRef
 from vela_progressive.core.traffic.patch import apply_merge_patch
@@ -50,6 +53,15 @@ class FakeKube(Kube):
         for key in ("labels", "annotations"):  # the API server omits empty maps
             if obj["metadata"].get(key) == {}:
                 del obj["metadata"][key]
+        before = self.store.get(ObjectRef.of(obj))
+        meta = obj["metadata"]
+        if (  # a change of the spec moves the generation (of an object that has one)
+            before is not None
+            and "generation" in before["metadata"]
+            and meta.get("generation") == before["metadata"]["generation"]
+            and obj.get("spec") != before.get("spec")
+        ):
+            meta["generation"] += 1
         self.version += 1
         obj["metadata"]["resourceVersion"] = str(self.version)
         obj["metadata"].setdefault("uid", f"uid-{next(self._uids)}")
@@ -153,10 +165,17 @@ class FakeKube(Kube):
     ) -> Obj:
         ref = ObjectRef(api_version, kind, namespace or "", name)
         self._check("PATCH", ref)
-        assert patch_type == "merge", f"the fake speaks merge patches only, not {patch_type}"
+        assert patch_type in ("merge", "json"), f"the fake speaks no {patch_type} patches"
         current = self.store.get(ref)
         if current is None:
             raise KubeError(404, "NotFound", f"{ref} not found")
+        if patch_type == "json":
+            try:
+                patched = jsonpatch.apply_patch(current, patch)
+            except jsonpatch.JsonPatchTestFailed:  # as the API server answers it: no details
+                raise KubeError(422, "Invalid", "the server rejected our request") from None
+            self.writes.append(("PATCH", ref, copy.deepcopy(patch)))
+            return self._put(patched)
         wanted = (patch.get("metadata") or {}).get("resourceVersion")
         if wanted and wanted != current["metadata"]["resourceVersion"]:
             raise KubeError(409, "Conflict", f"{ref} was modified")

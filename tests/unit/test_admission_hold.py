@@ -20,7 +20,7 @@ import pytest
 from vela_progressive import handlers
 from vela_progressive.core import admission, identity
 from vela_progressive.core.model import HOLD_LABEL
-from vela_progressive.core.traffic.patch import apply_merge_patch
+from vela_progressive.core.traffic.patch import apply_merge_patch, json_patch
 from vela_progressive.core.workloads import registry
 from vela_progressive.core.workloads.style import WorkloadKind
 from vela_progressive.shell.metrics import Metrics
@@ -122,12 +122,12 @@ def test_a_merge_patch_becomes_operations_on_the_paths_it_names_only() -> None:
         "spec": {"strategy": {"type": "Recreate", "rollingUpdate": None}, "paused": True},
         "status": {"new": {"kept": 1, "gone": None}},
     }
-    ops = admission.json_patch(obj, merge)
+    ops = json_patch(obj, merge)
     assert {"op": "add", "path": "/metadata/annotations/a~1b~0c", "value": "x"} in ops
     assert {"op": "add", "path": "/status", "value": {"new": {"kept": 1}}} in ops
     assert not [o for o in ops if o["path"].endswith("/absent")]
     assert jsonpatch.apply_patch(obj, ops) == apply_merge_patch(obj, merge)
-    assert admission.json_patch(obj, {"spec": {"strategy": {"type": "RollingUpdate"}}}) == []
+    assert json_patch(obj, {"spec": {"strategy": {"type": "RollingUpdate"}}}) == []
 
 
 class _Server:

@@ -167,7 +167,11 @@ async def test_finalize_unpauses_then_deletes_the_canary_once_the_deployment_has
     deploy = kube.obj("apps/v1", "Deployment", NS, NAME)
     assert deploy["spec"]["paused"] is False
     assert await a.finalize(await a.observe(None)) is False, "not rolled yet"
-    deploy["status"] = {"observedGeneration": 1, "updatedReplicas": 2, "availableReplicas": 2}
+    deploy["status"] = {
+        "observedGeneration": deploy["metadata"]["generation"],
+        "updatedReplicas": 2,
+        "availableReplicas": 2,
+    }
     kube.put(deploy)
     assert await a.finalize(await a.observe(None)) is False
     assert ObjectRef("apps/v1", "Deployment", NS, CANARY) not in kube.store

@@ -104,6 +104,28 @@ async def test_each_step_adds_new_pods_first_and_takes_stable_pods_down_once_the
         previous = n
 
 
+async def test_a_scale_is_made_though_the_replicasets_status_changed_since_it_was_read() -> None:
+    # The ReplicaSet controller writes a ReplicaSet's status as each of its pods becomes Ready:
+    # the step's own pods, between the read that sees them Ready and the scale that follows.
+    kube = world(10)
+    a = adapter(kube)
+    stable = (await a.observe(None)).stable_revision
+    await a.scale_to(await a.observe(stable), 2, surge_ready=False)
+    sync_pods(kube)
+    view = await a.observe(stable)
+    for rs in kube.objects("ReplicaSet", NS):
+        kube.put({**rs, "status": {"replicas": rs["spec"]["replicas"], "readyReplicas": 2}})
+    await a.scale_to(view, 2, surge_ready=True)
+    assert replicas_by_hash(kube)[stable] == 8
+    # A change of its spec since the read is a conflict: the scale is computed again.
+    view = await a.observe(stable)
+    rs = next(r for r in kube.objects("ReplicaSet", NS) if r["spec"]["replicas"] == 2)
+    kube.put({**rs, "spec": {**rs["spec"], "replicas": 3}})  # the new one, scaled by someone
+    with pytest.raises(KubeError) as err:
+        await a.scale_to(view, 5, surge_ready=False)
+    assert err.value.status in (409, 422)
+
+
 def pods_of(kube: FakeKube, revision: str) -> list[Obj]:
     return [
         p for p in kube.objects("Pod", NS) if p["metadata"]["labels"][POD_TEMPLATE_HASH] == revision
@@ -179,7 +201,11 @@ async def test_finalize_restores_the_strategy_then_waits_for_the_deployment_cont
     assert ORIGINAL_ANNOTATION not in (deploy["metadata"].get("annotations") or {})
     view = await a.observe(None)
     assert await a.finalize(view) is False  # its controller has not rolled yet
-    deploy["status"] = {"observedGeneration": 1, "updatedReplicas": 4, "availableReplicas": 4}
+    deploy["status"] = {
+        "observedGeneration": deploy["metadata"]["generation"],
+        "updatedReplicas": 4,
+        "availableReplicas": 4,
+    }
     kube.put(deploy)
     view = await a.observe(None)
     assert view.old_pods == 0
@@ -228,10 +254,14 @@ def test_the_style_is_pure_and_computes_the_same_writes_twice() -> None:
     assert first == STYLE.scale_to(obs, view, 5, surge_ready=False)
     assert obs == before
     assert [w.verb for w in first] == ["patch"]
-    assert first[0].body == {
-        "metadata": {"resourceVersion": "1"},
-        "spec": {"replicas": 5},
-    }
+    assert first[0].body == {"spec": {"replicas": 5}}
+    new_rs = obs.named("ReplicaSet", first[0].name)
+    assert new_rs is not None
+    assert first[0].ops == (
+        {"op": "test", "path": "/metadata/uid", "value": new_rs["metadata"]["uid"]},
+        {"op": "test", "path": "/metadata/generation", "value": 1},
+        {"op": "replace", "path": "/spec/replicas", "value": 5},
+    )
 
 
 @pytest.mark.parametrize("mode", [ReleaseMode.BATCH, ReleaseMode.CANARY])

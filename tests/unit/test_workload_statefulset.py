@@ -53,6 +53,14 @@ def revisions(kube: FakeKube) -> dict[str, str]:
     }
 
 
+def seen(kube: FakeKube) -> None:
+    """The StatefulSet controller has observed the latest spec (the API server moved the
+    generation when the spec changed)."""
+    obj = sts(kube)
+    obj["status"]["observedGeneration"] = obj["metadata"]["generation"]
+    kube.put(obj)
+
+
 def set_pod(kube: FakeKube, ordinal: int, revision: str, ready: bool = True) -> None:
     """The StatefulSet controller (re)creates pod ``ordinal`` on ``revision``."""
     owner = sts(kube)
@@ -123,6 +131,7 @@ async def test_finalize_restores_the_strategy_then_deletes_stuck_superseded_pods
     assert partition(kube) == 0
     assert ORIGINAL_ANNOTATION not in (sts(kube)["metadata"].get("annotations") or {})
     assert f"{NAME}-2" in revisions(kube)
+    seen(kube)
     assert await a.finalize(await a.observe(stable)) is False
     assert f"{NAME}-2" not in revisions(kube), "the pod that cannot start was deleted"
     set_pod(kube, 2, stable)  # the StatefulSet controller recreates it from the stable revision
@@ -209,6 +218,7 @@ async def test_a_scale_up_in_a_release_runs_no_more_new_pods_than_the_step_allow
     }
     scaled["spec"]["updateStrategy"] = change["spec"]["updateStrategy"]
     kube.put(scaled)
+    seen(kube)
     set_pod(kube, 3, stable)  # the new ordinal is below the partition: the current revision
 
     def new_pods() -> int:

@@ -29,7 +29,7 @@ from typing import Any
 from vela_progressive.core.identity import OPERATIONS, WEBHOOK_ID, WEBHOOK_OPERATIONS
 from vela_progressive.core.model import API_GROUP, API_VERSION, HOLD_LABEL, PLURAL
 from vela_progressive.core.release import STAMP_ANNOTATION
-from vela_progressive.core.traffic.patch import apply_merge_patch
+from vela_progressive.core.traffic.patch import json_patch
 from vela_progressive.core.workloads import registry
 from vela_progressive.core.workloads.style import WorkloadKind
 
@@ -171,30 +171,3 @@ def _review(review: Obj, response: Obj) -> Obj:
 
 def _refused(why: str) -> Obj:
     return {"code": 500, "message": why}
-
-
-def json_patch(obj: Any, merge: Obj, path: str = "") -> list[Obj]:
-    """The JSON patch (RFC 6902) operations that do to ``obj`` what the merge patch ``merge``
-    (RFC 7386) does: ``apply_merge_patch(obj, merge)``, but as operations on the paths the
-    merge patch names, without looking at the rest of the object.
-
-    >>> json_patch({"spec": {"paused": False, "replicas": 3}}, {"spec": {"paused": True}})
-    [{'op': 'replace', 'path': '/spec/paused', 'value': True}]
-    >>> json_patch({"metadata": {}}, {"metadata": {"annotations": {"a/b": "1", "c": None}}})
-    [{'op': 'add', 'path': '/metadata/annotations', 'value': {'a/b': '1'}}]
-    """
-    ops: list[Obj] = []
-    here = obj if isinstance(obj, dict) else {}
-    for key, value in merge.items():
-        where = f"{path}/{key.replace('~', '~0').replace('/', '~1')}"
-        present = key in here
-        if value is None:
-            if present:
-                ops.append({"op": "remove", "path": where})
-        elif isinstance(value, dict) and present and isinstance(here[key], dict):
-            ops += json_patch(here[key], value, where)
-        else:
-            wanted = apply_merge_patch(None, value)  # a new object loses its nulls
-            if not present or here[key] != wanted:
-                ops.append({"op": "replace" if present else "add", "path": where, "value": wanted})
-    return ops

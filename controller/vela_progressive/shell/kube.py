@@ -7,7 +7,6 @@ benchmarks can report API calls per release.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections import Counter
@@ -19,6 +18,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from vela_progressive.core.model import API_GROUP, API_VERSION, KIND, PLURAL
+from vela_progressive.core.traffic.patch import failed_tests
 from vela_progressive.core.watched import parse_selector
 from vela_progressive.core.workloads import registry
 
@@ -329,12 +329,24 @@ class Kube:
                 "PATCH", path, body=patch, query=query, content_type=PATCH_TYPES[patch_type]
             )
         except KubeError as exc:
+            guarded = patch_type == "json" and any(op.get("op") == "test" for op in patch)
             copy = self.copies.get((api_version, kind))
-            if exc.conflict and copy is not None and not subresource:
-                # Refused as computed from an older version: whatever the copy holds, the
-                # next pass reads what the server has now.
-                with contextlib.suppress(KubeError):
-                    copy.wrote(await self._call("GET", path))
+            refused = (guarded and exc.status == 422) or (exc.conflict and copy is not None)
+            if subresource or not refused:
+                raise
+            # Refused as computed from an older version: whatever the copy holds, the next
+            # pass reads what the server has now.
+            try:
+                now = await self._call("GET", path)
+            except KubeError:
+                raise exc from None
+            if copy is not None:
+                copy.wrote(now)
+            changed = failed_tests(now, patch) if guarded else []
+            if changed:  # a failed test is answered 422 without details: a conflict it is
+                raise KubeError(
+                    409, "Conflict", f"{kind} {name}: {', '.join(changed)} changed since read"
+                ) from exc
             raise
         return answer if subresource else self._wrote(api_version, kind, answer)
 

@@ -1,4 +1,5 @@
-"""JSON merge patches (RFC 7386) between the object read from the server and the desired one.
+"""JSON merge patches (RFC 7386) between the object read from the server and the desired one,
+and the JSON patches (RFC 6902) that do what a merge patch does, guarded by ``test`` operations.
 
 Only the fields we manage are compared: ``metadata.labels``, ``metadata.annotations`` and
 ``spec``. For objects we own, fields the server filled in (a Service's ``clusterIP``, ...) are
@@ -76,3 +77,61 @@ def apply_merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = apply_merge_patch(result.get(key), value)
     return result
+
+
+def json_patch(obj: Any, merge: Obj, path: str = "") -> list[Obj]:
+    """The JSON patch (RFC 6902) operations that do to ``obj`` what the merge patch ``merge``
+    (RFC 7386) does: ``apply_merge_patch(obj, merge)``, but as operations on the paths the
+    merge patch names, without looking at the rest of the object.
+
+    >>> json_patch({"spec": {"paused": False, "replicas": 3}}, {"spec": {"paused": True}})
+    [{'op': 'replace', 'path': '/spec/paused', 'value': True}]
+    >>> json_patch({"metadata": {}}, {"metadata": {"annotations": {"a/b": "1", "c": None}}})
+    [{'op': 'add', 'path': '/metadata/annotations', 'value': {'a/b': '1'}}]
+    """
+    ops: list[Obj] = []
+    here = obj if isinstance(obj, dict) else {}
+    for key, value in merge.items():
+        where = f"{path}/{key.replace('~', '~0').replace('/', '~1')}"
+        present = key in here
+        if value is None:
+            if present:
+                ops.append({"op": "remove", "path": where})
+        elif isinstance(value, dict) and present and isinstance(here[key], dict):
+            ops += json_patch(here[key], value, where)
+        else:
+            wanted = apply_merge_patch(None, value)  # a new object loses its nulls
+            if not present or here[key] != wanted:
+                ops.append({"op": "replace" if present else "add", "path": where, "value": wanted})
+    return ops
+
+
+def pointer(obj: Any, path: str) -> tuple[bool, Any]:
+    """The value at the JSON pointer ``path`` (RFC 6901) of ``obj``: (found, value).
+
+    >>> pointer({"metadata": {"annotations": {"a/b": "1"}}}, "/metadata/annotations/a~1b")
+    (True, '1')
+    >>> pointer({"spec": {}}, "/spec/replicas")
+    (False, None)
+    """
+    here = obj
+    for token in path.split("/")[1:]:
+        key = token.replace("~1", "/").replace("~0", "~")
+        if not isinstance(here, dict) or key not in here:
+            return False, None
+        here = here[key]
+    return True, here
+
+
+def failed_tests(obj: Any, ops: list[Obj] | tuple[Obj, ...]) -> list[str]:
+    """The paths of the JSON patch's ``test`` operations that ``obj`` does not pass.
+
+    >>> test = {"op": "test", "path": "/metadata/generation", "value": 2}
+    >>> failed_tests({"metadata": {"generation": 3}}, [test])
+    ['/metadata/generation']
+    """
+    return [
+        op["path"]
+        for op in ops
+        if op.get("op") == "test" and pointer(obj, op["path"]) != (True, op.get("value"))
+    ]

@@ -158,6 +158,7 @@ def replicaset(deploy: Obj, template: Obj, replicas: int, revision: int) -> Obj:
             "name": f"{name}-{pth}",
             "namespace": deploy["metadata"]["namespace"],
             "uid": f"<uid of {name}-{pth}>",
+            "generation": 1,
             "resourceVersion": "1",
             "labels": dict(tpl["metadata"]["labels"]),
             "annotations": {REVISION_ANNOTATION: str(revision)},

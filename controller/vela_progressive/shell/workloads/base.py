@@ -122,6 +122,15 @@ async def _apply(kube: Kube, write: Write) -> Obj | None:
         assert write.body is not None
         return await kube.create(write.body)
     if write.verb == "patch":
+        if write.ops:
+            return await kube.patch(
+                write.api_version,
+                write.kind,
+                write.name,
+                write.namespace,
+                list(write.ops),
+                patch_type="json",
+            )
         return await kube.patch(
             write.api_version, write.kind, write.name, write.namespace, write.body
         )
