@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -191,25 +192,64 @@ async def test_deleting_the_rollout_mid_release_hands_the_workload_back(
     await rel.assert_consistent(V2, 4)
 
 
-#: A finalizer of the test's own: the workload outlives its namespace's deletion until removed.
-KEEP = "test.vela-progressive.io/keep"
+ADMISSION = "admissionregistration.k8s.io/v1"
+Obj = dict[str, Any]
+
+
+def _refuse_deleting_deployments(namespace: str) -> list[Obj]:
+    """A ValidatingAdmissionPolicy (and its binding) refusing every Deployment deletion in
+    ``namespace``: the namespace controller, 30 s and more behind with 1,000 rollouts, has
+    not come to the Deployments yet."""
+    name = f"keep-deployments-{namespace}"[:63]
+    return [
+        {
+            "apiVersion": ADMISSION,
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": namespace}
+                    },
+                    "resourceRules": [
+                        {
+                            "apiGroups": ["apps"],
+                            "apiVersions": ["v1"],
+                            "operations": ["DELETE"],
+                            "resources": ["deployments"],
+                        }
+                    ],
+                },
+                "validations": [{"expression": "false", "message": "kept by the test"}],
+            },
+        },
+        {
+            "apiVersion": ADMISSION,
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name},
+            "spec": {"policyName": name, "validationActions": ["Deny"]},
+        },
+    ]
 
 
 async def test_a_rollout_deleted_with_its_namespace_lets_go_without_a_hand_back(
     controller: Controller, kube: Kube, namespace: str
 ) -> None:
-    """The namespace controller deletes the workload and nothing may be created in the
-    namespace: a hand-back would wait for a workload controller that no longer rolls it (a
-    Deployment being deleted is only given status), so the rollout's finalizer must go at once.
-    The Deployment is kept by a finalizer of the test's own while that is checked."""
+    """The namespace controller deletes the ReplicaSets and pods, and nothing may be created in
+    the namespace any more: a hand-back waits for a Deployment controller that cannot create
+    the pods it would roll to, until the namespace controller comes to the Deployment (minutes
+    at 1,000 rollouts). The rollout's finalizer must go at once. Here the Deployment's deletion
+    is refused until the rollout is gone."""
     rel = Release(kube, namespace, "Deployment")
     await rel.create(4, APPROVAL_STEPS, releaseMode="batch")
     await rel.set_image(V2, "app-v2")
     await rel.wait_step(1)
-    await kube.patch(
-        "apps/v1", "Deployment", rel.name, namespace, {"metadata": {"finalizers": [KEEP]}}
-    )
+    policy = _refuse_deleting_deployments(namespace)
+    for obj in policy:
+        await kube.create(obj)
     try:
+        await asyncio.sleep(2)  # the policy takes effect once the API server has loaded it
         await kube.delete("v1", "Namespace", namespace)
 
         async def rollout_gone() -> bool:
@@ -217,16 +257,15 @@ async def test_a_rollout_deleted_with_its_namespace_lets_go_without_a_hand_back(
 
         await eventually(rollout_gone, 30, "the rollout to go with its namespace")
         deploy = await rel.workload()
-        assert deploy["metadata"].get("deletionTimestamp"), "the namespace deletes the workload"
+        assert not deploy["metadata"].get("deletionTimestamp"), "the Deployment was kept"
     finally:
-        await kube.patch(
-            "apps/v1", "Deployment", rel.name, namespace, {"metadata": {"finalizers": None}}
-        )
+        for obj in reversed(policy):
+            await kube.delete(ADMISSION, obj["kind"], obj["metadata"]["name"])
 
     async def namespace_gone() -> bool:
         return await kube.get("v1", "Namespace", namespace) is None
 
-    await eventually(namespace_gone, 60, "the namespace to be deleted")
+    await eventually(namespace_gone, 120, "the namespace to be deleted")
 
 
 async def test_scaling_mid_release_keeps_the_step_percentage(
