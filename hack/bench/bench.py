@@ -2,7 +2,7 @@
 
     .venv/bin/python hack/bench/bench.py [--world NAME] [--releases 5] [--scale "1 100 500 1000"]
         [--kruise-scale "1 100"] [--idle 10000] [--restart 1000] [--restart-wait 180]
-        [--docs docs/benchmarks.md | --no-docs]
+        [--docs docs/benchmarks.md | --no-docs] [--samples timings.jsonl]
 
 Without --world it starts a world of its own (`world.py up --audit --name bench-<pid>`, then
 `world.py peer kruise-rollout`) and stops it at the end; with --world it uses that one (started
@@ -19,6 +19,10 @@ log counts both (audit_count.py). Releases are watched (fleet.py); processes are
    --restart-wait seconds), started again: time until every release moved again, lateness
    against its wait, and the timelines checked (no step repeated or skipped).
 4. Idle: I rollouts (1 replica each) created and Healthy, then RSS and API requests per minute.
+
+--samples appends each scale part's per-release timings (JSON lines: when each step's new pods
+were Ready and when the next step was allowed, in seconds from the trigger, and the trigger's
+CLOCK_MONOTONIC, to join other logs of the same machine): the slowest steps, one by one.
 
 Progress goes to stderr; the Markdown goes into --docs (between `<!-- make bench -->` markers)
 and stdout; the last line is `bench: step p50 ours/kruise = ..., api requests ours/kruise = ...,

@@ -208,3 +208,50 @@ def test_a_read_that_finds_the_server_ahead_of_the_watch_is_reused_until_the_wat
     assert got is not None
     assert got["metadata"]["resourceVersion"] == "3"
     assert server.gets == 2
+
+
+def _versioned(version: int, generation: int, status: Obj | None = None) -> Obj:
+    return {
+        "metadata": {"name": "web", "resourceVersion": str(version), "generation": generation},
+        "spec": {"revision": {"name": f"app-v{generation}"}},
+        "status": status or {},
+    }
+
+
+def test_a_settled_rollout_given_a_new_revision_is_read_from_the_watch() -> None:
+    # 1,000 releases starting at once each read their rollout: the new revision is a change
+    # of the spec, written after everything the loop read or wrote, status included.
+    server = Server()
+    reader = _reader(server)
+    reader.wrote_status(_versioned(5, 1, {"phase": "Healthy"}))
+    reader.settled()
+    live = _versioned(6, 2, {"phase": "Healthy"})
+    got = asyncio.run(reader.read(live))
+    assert server.gets == 0
+    assert got == live
+    assert got is not live, "a copy: the pass cannot change the watch's view"
+    # The next pass, woken by the workload while the watch still shows that version, reuses it.
+    asyncio.run(reader.read(live))
+    assert server.gets == 0
+
+
+def test_a_view_no_newer_in_generation_than_the_loops_own_write_is_read_from_the_server() -> None:
+    server = Server()
+    reader = _reader(server)
+    reader.wrote_status(_versioned(5, 2, {"phase": "Progressing"}))
+    reader.settled()
+    # Older than the loop's own write (its status is not in it), or as old: ask the server.
+    asyncio.run(reader.read(_versioned(4, 2, {"phase": "Healthy"})))
+    assert server.gets == 1
+    reader.settled()
+    asyncio.run(reader.read(_versioned(3, 1, {"phase": "Healthy"})))
+    assert server.gets == 2
+
+
+def test_after_a_write_it_has_no_answer_for_a_new_generation_is_read_from_the_server() -> None:
+    server = Server()
+    reader = _reader(server)
+    reader.wrote_status(_versioned(5, 1))
+    reader.forget()  # e.g. spent operations cleared: the watch's view may not hold that write
+    asyncio.run(reader.read(_versioned(6, 2)))
+    assert server.gets == 1

@@ -16,11 +16,11 @@ drops until a new one is established, :meth:`WatchCache.ready` is false and
 (403: the role lacks ``watch``) turns it off for good, with one warning that says what to grant.
 
 A copy read from memory may trail the server by the time an event takes to arrive. That is safe
-here: every write of a release carries its precondition (the ``resourceVersion`` it was computed
-from, the ``uid`` it deletes), so a write computed from a stale copy is refused and the pass runs
-again; the answers of the controller's own writes go into the copy at once; and the change a pass
-did not see yet wakes its rollout when it arrives (``on_change``), so a release never waits on an
-event it missed.
+here: every write of a release carries its precondition (the ``generation`` a change of the spec
+was computed from, the ``resourceVersion`` of any other patch, the ``uid`` it deletes), so a write
+computed from a stale copy is refused and the pass runs again; the answers of the controller's own
+writes go into the copy at once; and the change a pass did not see yet wakes its rollout when it
+arrives (``on_change``), so a release never waits on an event it missed.
 """
 
 from __future__ import annotations

@@ -12,7 +12,11 @@ trails the loop's own writes, which used to cost about 7 GETs per release. A set
 (waiting for a watch event only) keeps no copy: its next pass reads it.
 
 Versions are only ever compared for equality (the API does not promise they are ordered): the
-loop records which versions it saw its copy replace.
+loop records which versions it saw its copy replace. Generations are ordered (each change of the
+spec adds one): a live view whose generation is above that of every version the loop read or
+wrote was written after all of them, so it holds the loop's own status writes too, and the pass
+reads it from memory. That is the read a release's start used to cost, even of a settled rollout
+(the new revision is a change of the spec): 1,000 reads when 1,000 releases start at once.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ class RolloutReader:
     _own_version: str | None = None
     #: Versions the kept copy is known to be newer than (newest last, at most ``BEHIND``).
     _behind: tuple[str, ...] = ()
+    #: The highest generation of the versions the loop read or wrote (kept while settled);
+    #: ``None`` after a write it has no answer for.
+    _floor: int | None = None
 
     async def read(self, live: Mapping[str, Any] | None) -> Obj | None:
         """The rollout for a pass; ``live`` is the watch's current view of it (or None)."""
@@ -61,6 +68,12 @@ class RolloutReader:
             and (version == known or version in self._behind)
         ):
             got: Obj | None = copied(self._known)
+        elif live is not None and self._floor is not None and _generation(live) > self._floor:
+            # The spec changed after every version the loop read or wrote: the watch's view
+            # was written after them all (a settled rollout given a new revision).
+            self._known = _kept(live)
+            self._behind = ()
+            got = copied(self._known)
         else:
             got = await self.kube.get(f"{API_GROUP}/{API_VERSION}", KIND, self.name, self.namespace)
             self._known = _kept(got) if got is not None else None
@@ -69,7 +82,12 @@ class RolloutReader:
             # shows now is behind the copy.
             self._behind = (version,) if version and fresh and version != fresh else ()
         self._read_intent = intent(got) if got is not None else None
+        self._raise_floor(got)
         return got
+
+    def _raise_floor(self, seen: Mapping[str, Any] | None) -> None:
+        if seen is not None and _generation(seen) >= 0:
+            self._floor = max(self._floor or 0, _generation(seen))
 
     def wrote_status(self, answer: Obj) -> None:
         """The server's answer to the pass' status write: what the next pass starts from, and,
@@ -80,6 +98,7 @@ class RolloutReader:
             self._behind = (*self._behind, replaced)[-BEHIND:]
         self._known = _kept(answer)
         self._own_version = _version(answer) if intent(answer) == self._read_intent else None
+        self._raise_floor(answer)
 
     def is_own_write(self, live: Mapping[str, Any]) -> bool:
         """Whether a watch event shows exactly the loop's own status write (no need to wake)."""
@@ -98,9 +117,17 @@ class RolloutReader:
         self._known = None
         self._behind = ()
         self._own_version = None
+        self._floor = None
 
 
-def _kept(obj: Obj) -> Obj:
+def _generation(obj: Mapping[str, Any]) -> int:
+    """``metadata.generation``, or -1 where there is none."""
+    meta = obj.get("metadata")
+    generation = meta.get("generation") if isinstance(meta, Mapping) else None
+    return generation if isinstance(generation, int) else -1
+
+
+def _kept(obj: Mapping[str, Any]) -> Obj:
     """The copy kept between passes, without ``managedFields`` (no pass reads them; they are
     a third of a rollout's size)."""
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}

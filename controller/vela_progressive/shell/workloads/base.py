@@ -4,10 +4,10 @@ An adapter observes a normalised :class:`~vela_progressive.core.workloads.Worklo
 the workload so that exactly N pods run the new template. What to read and what to write is
 computed by the style's pure functions (:class:`vela_progressive.core.workloads.Style`); this
 module only performs the reads and applies the writes in order, each with its precondition (a
-merge patch carries the ``resourceVersion`` it was computed from, a delete the ``uid``), so a
-write computed from a stale read is refused (409) and the reconciler retries from a fresh
-observation. Every method is idempotent: calling it again after a crash or a restart changes
-nothing more.
+change of the spec alone is a JSON patch testing the ``uid`` and ``generation`` it was computed
+from, any other patch carries the ``resourceVersion``, a delete the ``uid``), so a write computed
+from a stale read is refused (409) and the reconciler retries from a fresh observation. Every
+method is idempotent: calling it again after a crash or a restart changes nothing more.
 """
 
 from __future__ import annotations
