@@ -2,7 +2,8 @@
 
 It keeps objects by reference and behaves like the real server where our code relies on it:
 ``resourceVersion`` preconditions of merge patches (409 Conflict when the object changed since it
-was read), JSON patches whose ``test`` operations fail (422, no details), the generation moved by
+was read), JSON patches whose ``test`` operations fail (409, as ``Kube.patch`` reports the
+server's 422), the generation moved by
 a change of the spec, ``uid`` / ``resourceVersion`` preconditions of deletes, ``AlreadyExists``
 on create, equality label selectors, list items without ``apiVersion``/``kind``, empty
 label/annotation maps omitted. It runs no controller: a test plays the Deployment or
@@ -22,7 +23,7 @@ from typing import Any
 import jsonpatch
 
 from vela_progressive.core.traffic import ObjectRef
-from vela_progressive.core.traffic.patch import apply_merge_patch
+from vela_progressive.core.traffic.patch import apply_merge_patch, failed_tests
 from vela_progressive.shell.kube import Kube, KubeError
 
 Obj = dict[str, Any]
@@ -170,10 +171,10 @@ class FakeKube(Kube):
         if current is None:
             raise KubeError(404, "NotFound", f"{ref} not found")
         if patch_type == "json":
-            try:
-                patched = jsonpatch.apply_patch(current, patch)
-            except jsonpatch.JsonPatchTestFailed:  # as the API server answers it: no details
-                raise KubeError(422, "Invalid", "the server rejected our request") from None
+            changed = failed_tests(current, patch)
+            if changed:  # as Kube.patch reports the server's refusal
+                raise KubeError(409, "Conflict", f"{ref}: {', '.join(changed)} changed since read")
+            patched = jsonpatch.apply_patch(current, patch)
             self.writes.append(("PATCH", ref, copy.deepcopy(patch)))
             return self._put(patched)
         wanted = (patch.get("metadata") or {}).get("resourceVersion")

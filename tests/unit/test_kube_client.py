@@ -7,11 +7,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import jsonpatch
 import pytest
 from kubernetes_asyncio import client
 from tests.support.controller import free_port
 
-from vela_progressive.core.traffic.patch import failed_tests
 from vela_progressive.core.workloads.common import patch_of
 from vela_progressive.shell.kube import Kube, KubeError
 
@@ -46,9 +46,13 @@ class Server(Kube):
         self.requests[method] += 1
         if method == "GET":
             return copy.deepcopy(self.stored)
-        if self.invalid or failed_tests(self.stored, kwargs["body"]):
-            raise KubeError(422, "Invalid", "the server rejected our request due to an error")
-        return copy.deepcopy(self.stored)
+        try:
+            patched = jsonpatch.apply_patch(self.stored, kwargs["body"])
+        except jsonpatch.JsonPatchTestFailed:
+            raise KubeError(422, "Invalid", "the server rejected our request") from None
+        if self.invalid:
+            raise KubeError(422, "Invalid", "spec.replicas: must be greater than or equal to 0")
+        return dict(patched)
 
 
 class Copied:

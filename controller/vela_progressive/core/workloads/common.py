@@ -383,7 +383,7 @@ def patch_of(obj: Obj, body: Obj, reason: str = "") -> Write:
     (``ops``, :class:`Write`). Held to the ``resourceVersion``, a scale was refused whenever the
     object's controller had written its status meanwhile, as it does each time one of the
     step's own pods becomes Ready: 10 of about 3,000 ReplicaSet scales at 1,000 releases in flight,
-    each costing a read and a pass, the slowest steps of the run (docs/benchmarks.md). Any
+    each costing a read and a pass: the three slowest steps of one run (docs/benchmarks.md). Any
     other patch carries the ``resourceVersion``.
     """
     meta = obj["metadata"]
