@@ -28,7 +28,7 @@ environment so the same image runs in the cluster and on a laptop:
 ``VP_METRICS_ADDR``            its bind address: ``0.0.0.0`` with ``incluster``, else
                                ``127.0.0.1``
 ``VP_COALESCE_MS``             a woken release loop waits this long for more watch events
-                               (default 50): one pass per burst of status writes
+                               (default 10): one pass per burst of status writes
 ``VP_HEAP_TRIM_SECONDS``       hand memory freed by passes back to the OS at most this
                                often (default 60; ``0``: never; glibc's ``malloc_trim``)
 ``VP_WATCH_CACHE``             ``on`` (default): pods, ReplicaSets, Deployments,
@@ -90,7 +90,7 @@ MODE = os.environ.get("VP_WEBHOOK_MODE", "local")
 FAIL_OPEN = os.environ.get("VP_WEBHOOK_FAILURE_POLICY", "Ignore") != "Fail"
 METRICS_PORT = os.environ.get("VP_METRICS_PORT", "8081")
 #: Seconds a woken release loop waits for more watch events before its pass (VP_COALESCE_MS).
-COALESCE = float(os.environ.get("VP_COALESCE_MS", "50")) / 1000
+COALESCE = float(os.environ.get("VP_COALESCE_MS", "10")) / 1000
 #: Seconds between heap trims after passes ran (VP_HEAP_TRIM_SECONDS; 0: never).
 HEAP_TRIM = float(os.environ.get("VP_HEAP_TRIM_SECONDS", "60"))
 #: Seconds between full collections of the cyclic GC that look at every object

@@ -9,7 +9,8 @@ to come on the watch, and its event wakes the loop again. Anything else (another
 of the pass itself) reads it again. Most passes of a release are woken by its workload's status,
 not by the rollout, so this saves one GET in most passes; at 1,000 releases in flight the watch
 trails the loop's own writes, which used to cost about 7 GETs per release. A settled rollout
-(waiting for a watch event only) keeps no copy: its next pass reads it.
+(waiting for a watch event only) keeps no copy: its next pass takes the watch's view when that is
+the loop's own last status write (the server's answer, as it was), and reads it otherwise.
 
 Versions are only ever compared for equality (the API does not promise they are ordered): the
 loop records which versions it saw its copy replace. Generations are ordered (each change of the
@@ -68,6 +69,14 @@ class RolloutReader:
             and (version == known or version in self._behind)
         ):
             got: Obj | None = copied(self._known)
+        elif version is not None and version == self._own_version:
+            # The watch shows the loop's own last status write, kept through a settle: the
+            # server's answer itself (a settled rollout woken by its workload, as when KubeVela
+            # applies the workload of a revision the rollout already names).
+            assert live is not None
+            self._known = _kept(live)
+            self._behind = ()
+            got = copied(self._known)
         elif live is not None and self._floor is not None and _generation(live) > self._floor:
             # The spec changed after every version the loop read or wrote: the watch's view
             # was written after them all (a settled rollout given a new revision).
@@ -106,8 +115,9 @@ class RolloutReader:
 
     def settled(self) -> None:
         """The rollout waits for a watch event only (released, or failed until its spec
-        changes): keep no copy of it through what may be days, and read it when woken. The
-        own-write check stays (its event must not wake the loop)."""
+        changes): keep no copy of it through what may be days. The own-write check stays: its
+        event must not wake the loop, and when woken with the watch still showing it, the pass
+        takes that view (:meth:`read`)."""
         self._known = None
         self._behind = ()
         self._read_intent = None  # a pass' own; it holds parts of what that pass read
