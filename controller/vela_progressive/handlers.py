@@ -319,7 +319,8 @@ async def drive(
             if delay is None:
                 return
             if delay == math.inf:  # settled: a watch event wakes it, no timer
-                reader.settled()
+                if not wake.is_set():  # woken during the pass, the next one comes at once
+                    reader.settled(body)
                 await wake.wait()
             elif delay > 0:
                 with contextlib.suppress(TimeoutError):
@@ -404,6 +405,7 @@ async def rollout_changed(
     key = (namespace or "", name)
     reader: RolloutReader | None = memo.readers.get(key)
     if reader is not None and reader.is_own_write(body):
+        reader.caught_up()  # a settled loop's copy may go
         return  # the release loop's own status write: nothing new for it
     _wake(memo, key)
 

@@ -285,3 +285,36 @@ def test_after_a_write_it_has_no_answer_for_a_new_generation_is_read_from_the_se
     reader.forget()  # e.g. spent operations cleared: the watch's view may not hold that write
     asyncio.run(reader.read(_versioned(6, 2)))
     assert server.gets == 1
+
+
+def test_a_loop_settled_before_the_watch_shows_its_own_write_keeps_its_copy_until_it_does() -> None:
+    # At 1,000 releases in flight the watch trails: a step's pods turn Ready before the watch
+    # shows the status the step's pass wrote, and the pass they wake would read the rollout.
+    server = Server()
+    reader = _reader(server)
+    trailing = server.obj()  # version 1
+    asyncio.run(reader.read(trailing))
+    server.version = 2
+    reader.wrote_status(server.obj())
+    reader.settled(trailing)
+    got = asyncio.run(reader.read(trailing))
+    assert got is not None
+    assert got["metadata"]["resourceVersion"] == "2", "its own write, not the trailing view"
+    assert server.gets == 1
+    reader.settled(trailing)
+    reader.caught_up()  # the watch shows version 2: nothing is kept any longer
+    assert reader._known is None
+    assert asyncio.run(reader.read(server.obj())) == server.obj()
+    assert server.gets == 1, "and the watch's view of its own write is taken as it is"
+
+
+def test_a_loop_settled_with_the_watch_showing_its_own_write_keeps_nothing() -> None:
+    server = Server()
+    reader = _reader(server)
+    asyncio.run(reader.read(server.obj()))
+    server.version = 2
+    reader.wrote_status(server.obj())
+    reader.settled(server.obj())
+    assert reader._known is None
+    reader.caught_up()  # no harm when nothing lingers
+    assert reader._known is None

@@ -58,9 +58,13 @@ class RolloutReader:
     #: The highest generation of the versions the loop read or wrote (kept while settled);
     #: ``None`` after a write it has no answer for.
     _floor: int | None = None
+    #: Settled while the watch had not yet shown the loop's own last status write: the copy
+    #: is kept until it does (:meth:`caught_up`).
+    _lingering: bool = False
 
     async def read(self, live: Mapping[str, Any] | None) -> Obj | None:
         """The rollout for a pass; ``live`` is the watch's current view of it (or None)."""
+        self._lingering = False
         version = _version(live) if live is not None else None
         known = _version(self._known) if self._known is not None else None
         if (
@@ -113,11 +117,29 @@ class RolloutReader:
         """Whether a watch event shows exactly the loop's own status write (no need to wake)."""
         return self._own_version is not None and _version(live) == self._own_version
 
-    def settled(self) -> None:
-        """The rollout waits for a watch event only (released, or failed until its spec
-        changes): keep no copy of it through what may be days. The own-write check stays: its
-        event must not wake the loop, and when woken with the watch still showing it, the pass
-        takes that view (:meth:`read`)."""
+    def settled(self, live: Mapping[str, Any] | None = None) -> None:
+        """The rollout waits for a watch event only (a step's pods to become Ready, released,
+        or failed until its spec changes): keep no copy of it through what may be days. The
+        own-write check stays: its event must not wake the loop, and when woken with the watch
+        still showing it, the pass takes that view (:meth:`read`).
+
+        While the watch (``live``) has not yet shown the loop's own last status write, the copy
+        stays until it does (:meth:`caught_up`): a pass woken before (a pod turning Ready) would
+        otherwise find a view older than that write and read the rollout from the server (about
+        one read per release at 1,000 releases in flight)."""
+        own = self._own_version
+        if live is not None and self._known is not None and own and _version(live) != own:
+            self._lingering = True
+            return
+        self._drop()
+
+    def caught_up(self) -> None:
+        """The watch shows the loop's own last status write: a settled loop's copy may go."""
+        if self._lingering:
+            self._drop()
+
+    def _drop(self) -> None:
+        self._lingering = False
         self._known = None
         self._behind = ()
         self._read_intent = None  # a pass' own; it holds parts of what that pass read
