@@ -125,8 +125,7 @@ class RolloutReader:
 
         While the watch (``live``) has not yet shown the loop's own last status write, the copy
         stays until it does (:meth:`caught_up`): a pass woken before (a pod turning Ready) would
-        otherwise find a view older than that write and read the rollout from the server (about
-        one read per release at 1,000 releases in flight)."""
+        otherwise find a view older than that write and read the rollout from the server."""
         own = self._own_version
         if live is not None and self._known is not None and own and _version(live) != own:
             self._lingering = True
