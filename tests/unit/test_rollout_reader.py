@@ -28,6 +28,18 @@ def _reader(server: Server) -> RolloutReader:
     return RolloutReader(server, "ns", "web")  # type: ignore[arg-type]
 
 
+def _after_own_write(status: Obj | None = None) -> tuple[Server, RolloutReader, Obj]:
+    """A reader that read version 1 and then wrote the status, which made version 2: the
+    server, the reader, and version 1 (what a trailing watch still shows)."""
+    server = Server()
+    reader = _reader(server)
+    before = server.obj()
+    asyncio.run(reader.read(before))
+    server.version = 2
+    reader.wrote_status({**server.obj(), "status": status or {}})
+    return server, reader, before
+
+
 def test_a_pass_woken_by_the_workload_reuses_the_rollout_it_read_last() -> None:
     server = Server()
     reader = _reader(server)
@@ -119,12 +131,7 @@ def test_what_a_rollout_intends_leaves_out_its_status_and_version() -> None:
 
 
 def test_a_settled_rollout_keeps_no_copy_and_is_read_when_woken_by_a_change_of_it() -> None:
-    server = Server()
-    reader = _reader(server)
-    asyncio.run(reader.read(server.obj()))
-    server.version = 2
-    answer = {**server.obj(), "status": {"phase": "Healthy"}}
-    reader.wrote_status(answer)
+    server, reader, _ = _after_own_write({"phase": "Healthy"})
     reader.settled()
     assert reader._known is None, "no copy kept through what may be days"
     assert reader.is_own_write(server.obj()), "its own last write still wakes nothing"
@@ -137,11 +144,7 @@ def test_a_settled_rollout_woken_by_its_workload_takes_its_own_last_write_from_t
     # KubeVela's PreDispatch: the rollout names the new revision first (the pass writes
     # "waiting for KubeVela to apply revision ..." and settles), the workload follows; at 1,000
     # releases starting at once, that was a read per release.
-    server = Server()
-    reader = _reader(server)
-    asyncio.run(reader.read(server.obj()))
-    server.version = 2
-    reader.wrote_status({**server.obj(), "status": {"message": "waiting for KubeVela"}})
+    server, reader, _ = _after_own_write({"message": "waiting for KubeVela"})
     reader.settled()
     live = {**server.obj(), "status": {"message": "waiting for KubeVela"}}
     got = asyncio.run(reader.read(live))
@@ -151,13 +154,9 @@ def test_a_settled_rollout_woken_by_its_workload_takes_its_own_last_write_from_t
 
 
 def test_a_settled_rollout_whose_watch_trails_its_own_write_is_read_from_the_server() -> None:
-    server = Server()
-    reader = _reader(server)
-    asyncio.run(reader.read(server.obj()))
-    server.version = 2
-    reader.wrote_status(server.obj())
+    server, reader, trailing = _after_own_write()
     reader.settled()
-    asyncio.run(reader.read({**server.obj(), "metadata": {"resourceVersion": "1"}}))
+    asyncio.run(reader.read(trailing))
     assert server.gets == 2, "the view before its own write does not hold it"
 
 
@@ -290,12 +289,7 @@ def test_after_a_write_it_has_no_answer_for_a_new_generation_is_read_from_the_se
 def test_a_loop_settled_before_the_watch_shows_its_own_write_keeps_its_copy_until_it_does() -> None:
     # At 1,000 releases in flight the watch trails: a step's pods turn Ready before the watch
     # shows the status the step's pass wrote, and the pass they wake would read the rollout.
-    server = Server()
-    reader = _reader(server)
-    trailing = server.obj()  # version 1
-    asyncio.run(reader.read(trailing))
-    server.version = 2
-    reader.wrote_status(server.obj())
+    server, reader, trailing = _after_own_write()
     reader.settled(trailing)
     got = asyncio.run(reader.read(trailing))
     assert got is not None
@@ -309,11 +303,7 @@ def test_a_loop_settled_before_the_watch_shows_its_own_write_keeps_its_copy_unti
 
 
 def test_a_loop_settled_with_the_watch_showing_its_own_write_keeps_nothing() -> None:
-    server = Server()
-    reader = _reader(server)
-    asyncio.run(reader.read(server.obj()))
-    server.version = 2
-    reader.wrote_status(server.obj())
+    server, reader, _ = _after_own_write()
     reader.settled(server.obj())
     assert reader._known is None
     reader.caught_up()  # no harm when nothing lingers

@@ -73,11 +73,10 @@ class RolloutReader:
             and (version == known or version in self._behind)
         ):
             got: Obj | None = copied(self._known)
-        elif version is not None and version == self._own_version:
+        elif live is not None and self.is_own_write(live):
             # The watch shows the loop's own last status write, kept through a settle: the
             # server's answer itself (a settled rollout woken by its workload, as when KubeVela
             # applies the workload of a revision the rollout already names).
-            assert live is not None
             self._known = _kept(live)
             self._behind = ()
             got = copied(self._known)
@@ -126,8 +125,10 @@ class RolloutReader:
         While the watch (``live``) has not yet shown the loop's own last status write, the copy
         stays until it does (:meth:`caught_up`): a pass woken before (a pod turning Ready) would
         otherwise find a view older than that write and read the rollout from the server."""
-        own = self._own_version
-        if live is not None and self._known is not None and own and _version(live) != own:
+        trailing = (
+            live is not None and self._own_version is not None and not self.is_own_write(live)
+        )
+        if trailing and self._known is not None:
             self._lingering = True
             return
         self._drop()
